@@ -1,0 +1,3 @@
+from pixelsmith.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The HTTP layer: wire models (protocol), logic (serving) and thin routes, per endpoint family."""

@@ -1,0 +1,139 @@
+"""Exception handlers that write every error, on every route, in the OpenAI envelope."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pixelsmith.errors import INTERNAL_ERROR_MESSAGE, APIError, error_body
+
+logger = logging.getLogger(__name__)
+
+
+def _request_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id", "unknown"))
+
+
+def error_response(
+    status_code: int, body: dict[str, Any], request: Request, headers: dict[str, str] | None = None
+) -> ORJSONResponse:
+    # x-request-id is normally added by RequestIdMiddleware, but 500s are answered outside it
+    # (by Starlette's ServerErrorMiddleware), so set it here too.
+    return ORJSONResponse(
+        body,
+        status_code=status_code,
+        headers={**(headers or {}), "x-request-id": _request_id(request)},
+    )
+
+
+def _describe_type(value: Any) -> str:
+    return {
+        str: "a string",
+        int: "an integer",
+        float: "a decimal",
+        bool: "a boolean",
+        list: "an array",
+        dict: "an object",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
+
+
+def _validation_error(error: dict[str, Any]) -> tuple[str, str | None, str]:
+    """(message, param, code) for one pydantic error, worded like OpenAI's."""
+    location = [str(part) for part in error.get("loc", ()) if part != "body"]
+    param = ".".join(location) or None
+    kind = error.get("type", "")
+    context = error.get("ctx") or {}
+    value = error.get("input")
+    if kind == "json_invalid":
+        return (
+            "We could not parse the JSON body of your request. The API expects a JSON object; "
+            f"the parser said: {context.get('error', 'invalid JSON')}.",
+            None,
+            "invalid_json",
+        )
+    if kind == "missing":
+        if param is None:
+            return "Missing request body: send a JSON object.", None, "missing_required_parameter"
+        return f"Missing required parameter: '{param}'.", param, "missing_required_parameter"
+    if kind == "extra_forbidden":
+        return f"Unknown parameter: '{param}'.", param, "unknown_parameter"
+    if kind == "literal_error":
+        return (
+            f"Invalid value for '{param}': '{value}'. Supported values are: "
+            f"{context.get('expected')}.",
+            param,
+            "invalid_value",
+        )
+    number = "integer" if isinstance(value, int) else "decimal"
+    if kind in ("greater_than_equal", "greater_than"):
+        bound = context.get("ge", context.get("gt"))
+        sign = ">=" if kind == "greater_than_equal" else ">"
+        return (
+            f"Invalid '{param}': {number} below minimum value. Expected a value {sign} {bound}, "
+            f"but got {value} instead.",
+            param,
+            f"{number}_below_min_value",
+        )
+    if kind in ("less_than_equal", "less_than"):
+        bound = context.get("le", context.get("lt"))
+        sign = "<=" if kind == "less_than_equal" else "<"
+        return (
+            f"Invalid '{param}': {number} above maximum value. Expected a value {sign} {bound}, "
+            f"but got {value} instead.",
+            param,
+            f"{number}_above_max_value",
+        )
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        expected = kind.split("_")[0]
+        noun = {"int": "an integer", "float": "a number", "bool": "a boolean", "string": "a string",
+                "model": "an object", "dict": "an object", "list": "an array"}.get(expected, expected)
+        where = f"'{param}'" if param else "the request body"
+        return (
+            f"Invalid type for {where}: expected {noun}, but got {_describe_type(value)} instead.",
+            param,
+            "invalid_type",
+        )
+    return f"Invalid '{param}': {error.get('msg', 'invalid value')}.", param, "invalid_value"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, exc: APIError) -> ORJSONResponse:
+        if exc.status_code >= 500:
+            logger.warning("request %s failed: %s", _request_id(request), exc.message)
+        return error_response(exc.status_code, exc.to_body(), request, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+        message, param, code = _validation_error(dict(exc.errors()[0]))
+        body = error_body(message, type="invalid_request_error", param=param, code=code)
+        return error_response(400, body, request)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+        if exc.status_code == 404:
+            message = f"Invalid URL ({request.method} {request.url.path})"
+            code: str | None = "unknown_url"
+        elif exc.status_code == 405:
+            message = f"Method {request.method} is not allowed for {request.url.path}"
+            code = "method_not_allowed"
+        else:
+            message, code = str(exc.detail), None
+        error_type = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        body = error_body(message, type=error_type, code=code)
+        return error_response(exc.status_code, body, request, dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> ORJSONResponse:
+        request_id = _request_id(request)
+        logger.error("unhandled error in request %s", request_id, exc_info=exc)
+        body = error_body(
+            INTERNAL_ERROR_MESSAGE.format(request_id=request_id), type="server_error"
+        )
+        return error_response(500, body, request)

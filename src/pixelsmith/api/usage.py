@@ -1,0 +1,37 @@
+"""`usage` figures: input tokens from the model's tokenizer, output tokens from OpenAI's table."""
+
+from __future__ import annotations
+
+from pixelsmith.api.protocol import ImageUsage, InputTokensDetails, OutputTokensDetails
+
+# Output image tokens per image, from OpenAI's published gpt-image-1 pricing table
+# (quality x size). Other sizes scale the 1024x1024 figure by area.
+OUTPUT_TOKENS_PER_IMAGE = {
+    "low": {"1024x1024": 272, "1024x1536": 408, "1536x1024": 400},
+    "medium": {"1024x1024": 1056, "1024x1536": 1584, "1536x1024": 1568},
+    "high": {"1024x1024": 4160, "1024x1536": 6240, "1536x1024": 6208},
+}
+
+
+def output_tokens_per_image(width: int, height: int, tier: str) -> int:
+    table = OUTPUT_TOKENS_PER_IMAGE[tier]
+    exact = table.get(f"{width}x{height}")
+    if exact is not None:
+        return exact
+    return max(1, round(table["1024x1024"] * width * height / (1024 * 1024)))
+
+
+def image_usage(
+    *, prompt_tokens: int, width: int, height: int, tier: str, count: int, input_image_tokens: int = 0
+) -> ImageUsage:
+    output = output_tokens_per_image(width, height, tier) * count
+    input_total = prompt_tokens + input_image_tokens
+    return ImageUsage(
+        input_tokens=input_total,
+        input_tokens_details=InputTokensDetails(
+            text_tokens=prompt_tokens, image_tokens=input_image_tokens
+        ),
+        output_tokens=output,
+        output_tokens_details=OutputTokensDetails(image_tokens=output, text_tokens=0),
+        total_tokens=input_total + output,
+    )

@@ -1,0 +1,135 @@
+"""The one app factory. Collaborators are built from settings unless injected (tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pixelsmith import __version__
+from pixelsmith.api import images, models
+from pixelsmith.api.auth import APIKeyChecker
+from pixelsmith.api.errors import install_error_handlers
+from pixelsmith.api.serving import ImageService
+from pixelsmith.engine import Engine
+from pixelsmith.settings import Settings
+from pixelsmith.storage import ImageStore, LocalImageStore
+
+logger = logging.getLogger("pixelsmith")
+
+
+class RequestIdMiddleware:
+    """Gives every request an id, sent back as `x-request-id` (the clients expose it)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = f"req_{secrets.token_hex(12)}"
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def build_store(settings: Settings) -> LocalImageStore:
+    key = settings.url_signing_key
+    return LocalImageStore(
+        settings.resolved_storage_dir(),
+        ttl_seconds=settings.url_ttl_seconds,
+        signing_key=key.get_secret_value().encode() if key else None,
+    )
+
+
+async def _sweep_forever(store: ImageStore, interval: float) -> None:
+    while True:
+        try:
+            await asyncio.to_thread(store.sweep)
+        except Exception:  # a failed sweep must never stop the next one
+            logger.exception("sweeping expired images failed")
+        await asyncio.sleep(interval)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    store: ImageStore | None = None,
+) -> FastAPI:
+    """Build the ASGI app. An injected `engine` may already be loaded; otherwise it is built and
+    loaded at startup (which fails fast, with advice, when a model cannot be loaded)."""
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        the_engine: Engine = app.state.engine
+        if not the_engine.loaded:
+            await asyncio.to_thread(the_engine.load)
+        await the_engine.start()
+        if not app.state.api_keys.enabled and not is_loopback(settings.host):
+            logger.warning(
+                "No API keys are configured and the server listens on %s: anyone who can reach "
+                "it can generate images. Set PIXELSMITH_API_KEYS or --api-keys-file.",
+                settings.host,
+            )
+        sweeper = asyncio.create_task(
+            _sweep_forever(app.state.image_store, settings.sweep_interval_seconds)
+        )
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await the_engine.stop()
+
+    app = FastAPI(
+        title="pixelsmith",
+        version=__version__,
+        description="OpenAI-compatible image generation on Hugging Face diffusers.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine or Engine(settings)
+    app.state.image_store = store or build_store(settings)
+    app.state.image_service = ImageService(app.state.engine, app.state.image_store)
+    app.state.api_keys = APIKeyChecker(settings.accepted_api_keys())
+    app.state.started_at = int(time.time())
+
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(images.router)
+    app.include_router(images.files_router)
+    app.include_router(models.router)
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "models": [spec.id for spec in app.state.engine.registry.specs]}
+
+    return app

@@ -1,0 +1,238 @@
+"""`pixelsmith serve | generate | models`. Every setting is also a flag, derived from Settings."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from pixelsmith import __version__
+from pixelsmith.errors import APIError
+from pixelsmith.settings import Settings, load_settings
+
+# Settings that are not simple values; they come from the config file or the environment.
+_NOT_FLAGS = {"models"}
+
+
+def _flag_type(annotation: Any) -> tuple[Any, bool]:
+    """(argparse type, is_bool) for a settings annotation such as `int` or `Path | None`."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        return _flag_type(options[0])
+    if origin is typing.Annotated:
+        return _flag_type(typing.get_args(annotation)[0])
+    if annotation is bool:
+        return None, True
+    if annotation in (int, float):
+        return annotation, False
+    return str, False  # str, Path, SecretStr, Literal, comma-separated lists
+
+
+def add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (also PIXELSMITH_<NAME> env vars or --config file)")
+    group.add_argument("--config", help="TOML config file (env PIXELSMITH_CONFIG_FILE).")
+    for name, field in Settings.model_fields.items():
+        if name in _NOT_FLAGS:
+            continue
+        flag = "--" + name.replace("_", "-")
+        flag_type, is_bool = _flag_type(field.annotation)
+        help_text = (field.description or "").replace("%", "%%")
+        if is_bool:
+            group.add_argument(
+                flag, dest=f"setting_{name}", action=argparse.BooleanOptionalAction, default=None,
+                help=help_text,
+            )
+        else:
+            group.add_argument(flag, dest=f"setting_{name}", type=flag_type, help=help_text)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    overrides = {
+        key.removeprefix("setting_"): value
+        for key, value in vars(args).items()
+        if key.startswith("setting_") and value is not None
+    }
+    return load_settings(args.config, **overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pixelsmith",
+        description="Self-hosted, OpenAI-compatible image generation API on Hugging Face diffusers.",
+    )
+    parser.add_argument("--version", action="version", version=f"pixelsmith {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="Run the HTTP API server.")
+    add_settings_flags(serve)
+
+    generate = commands.add_parser("generate", help="Generate images in-process, no server.")
+    generate.add_argument("prompt", help="What to draw.")
+    generate.add_argument(
+        "-o", "--output", default="image.png",
+        help="Output file. With -n > 1, -1, -2, ... are added before the extension. The "
+        "extension picks the format (png, jpeg/jpg, webp) unless --output-format is given.",
+    )
+    generate.add_argument("-n", type=int, default=None, help="Number of images (1-10).")
+    generate.add_argument("--size", help="WIDTHxHEIGHT or auto.")
+    generate.add_argument("--quality", help="auto, low, medium, high (or standard, hd).")
+    generate.add_argument("--style", help="vivid or natural (dall-e-3 style prompt rewrite).")
+    generate.add_argument("--output-format", help="png, jpeg or webp.")
+    generate.add_argument("--output-compression", type=int, help="0-100, for jpeg and webp.")
+    generate.add_argument("--seed", type=int, help="Seed of the first image.")
+    generate.add_argument("--negative-prompt", help="What to keep out of the image.")
+    generate.add_argument("--steps", type=int, help="Denoising steps (overrides --quality).")
+    generate.add_argument("--guidance-scale", type=float, help="Classifier-free guidance scale.")
+    generate.add_argument("--json", action="store_true", help="Print a JSON summary.")
+    add_settings_flags(generate)
+
+    models = commands.add_parser("models", help="List the configured models.")
+    models.add_argument("--json", action="store_true", help="Print JSON.")
+    add_settings_flags(models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except (ValidationError, FileNotFoundError, ValueError) as exc:
+        print(f"pixelsmith: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    handler = {"serve": _serve, "generate": _generate, "models": _models}[args.command]
+    return handler(args, settings)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from pixelsmith.app import create_app
+    from pixelsmith.engine import Engine
+
+    engine = Engine(settings)
+    try:
+        engine.load()  # before binding the port: a model that cannot load stops us here
+    except APIError as exc:
+        print(f"pixelsmith: {exc.message}", file=sys.stderr)
+        return 1
+    app = create_app(settings, engine=engine)
+    shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    base = settings.public_base_url or f"http://{shown_host}:{settings.port}"
+    print(f"pixelsmith {__version__}: OpenAI-compatible API at {base}/v1 (docs: {base}/docs)")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    return 0
+
+
+def _numbered(path: Path, index: int, count: int) -> Path:
+    if count == 1:
+        return path
+    return path.with_name(f"{path.stem}-{index + 1}{path.suffix}")
+
+
+def _generate(args: argparse.Namespace, settings: Settings) -> int:
+    from pixelsmith.api.protocol import CreateImageRequest
+    from pixelsmith.api.serving import ImageService
+    from pixelsmith.app import build_store
+    from pixelsmith.engine import Engine
+
+    output = Path(args.output)
+    output_format = args.output_format
+    if output_format is None:
+        suffix = output.suffix.lower().lstrip(".")
+        output_format = {"jpg": "jpeg"}.get(suffix, suffix) if suffix else "png"
+    try:
+        request = CreateImageRequest(
+            prompt=args.prompt,
+            n=args.n,
+            size=args.size,
+            quality=args.quality,
+            style=args.style,
+            output_format=output_format,
+            output_compression=args.output_compression,
+            seed=args.seed,
+            negative_prompt=args.negative_prompt,
+            num_inference_steps=args.steps,
+            guidance_scale=args.guidance_scale,
+        )
+    except ValidationError as exc:
+        print(f"pixelsmith: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}", file=sys.stderr)
+        return 2
+
+    engine = Engine(settings, show_progress=True)
+    service = ImageService(engine, build_store(settings))
+
+    async def run() -> list[dict[str, Any]]:
+        prepared = service.prepare(request)
+        await engine.start()
+        try:
+            rendered, _ = await service.render(prepared)
+        finally:
+            await engine.stop()
+        written = []
+        for index, image in enumerate(rendered):
+            path = _numbered(output, index, len(rendered))
+            path.write_bytes(image.data)
+            written.append({"path": str(path), "seed": image.seed, "size": prepared.size})
+        return written
+
+    try:
+        engine.load()
+        written = asyncio.run(run())
+    except APIError as exc:
+        print(f"pixelsmith: {exc.message}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"images": written}))
+    else:
+        for item in written:
+            print(f"wrote {item['path']} ({item['size']}, seed {item['seed']})")
+    return 0
+
+
+def _models(args: argparse.Namespace, settings: Settings) -> int:
+    from pixelsmith.engine import ModelRegistry
+
+    registry = ModelRegistry(settings.model_configs(), device=settings.device, dtype=settings.dtype)
+    rows = [
+        {
+            "id": spec.id,
+            "source": spec.source,
+            "aliases": list(spec.aliases),
+            "default_size": spec.default_size,
+            "sizes": list(spec.sizes),
+            "steps": spec.steps.model_dump(),
+            "guidance_scale": spec.guidance_scale,
+            "license": spec.license,
+        }
+        for spec in registry.specs
+    ]
+    if args.json:
+        print(json.dumps({"models": rows}, indent=2))
+        return 0
+    for row in rows:
+        print(f"{row['id']}  (source: {row['source']}; licence: {row['license']})")
+        print(f"  answers to: {', '.join(row['aliases']) or '-'}")
+        print(f"  sizes: {', '.join(row['sizes'])} (auto = {row['default_size']})")
+        steps = row["steps"]
+        print(
+            f"  steps: low {steps['low']}, medium {steps['medium']}, high {steps['high']}; "
+            f"guidance {row['guidance_scale']}"
+        )
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+

@@ -1,0 +1,75 @@
+"""The engine: loads the configured pipelines and runs jobs on them. Knows nothing of HTTP."""
+
+from __future__ import annotations
+
+import logging
+
+from pixelsmith.engine.jobs import GenerationJob, GenerationOutput
+from pixelsmith.engine.loader import LoadedPipeline, load_pipeline
+from pixelsmith.engine.registry import ModelRegistry, ModelSpec
+from pixelsmith.engine.worker import PipelineWorker
+from pixelsmith.errors import ServiceUnavailableError
+from pixelsmith.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class Engine:
+    """Owns one LoadedPipeline and one PipelineWorker per configured model.
+
+    `load()` is blocking (downloads, weights); `start()` must run inside the event loop that
+    will submit jobs. The CLI loads before starting uvicorn so that a model that cannot be
+    loaded stops the program with a clear message before any port is opened.
+    """
+
+    def __init__(self, settings: Settings, *, show_progress: bool = False) -> None:
+        self.settings = settings
+        self.registry = ModelRegistry(
+            settings.model_configs(), device=settings.device, dtype=settings.dtype
+        )
+        self._show_progress = show_progress
+        self._pipelines: dict[str, LoadedPipeline] = {}
+        self._workers: dict[str, PipelineWorker] = {}
+
+    @property
+    def loaded(self) -> bool:
+        return len(self._pipelines) == len(self.registry.specs)
+
+    def load(self) -> None:
+        for spec in self.registry.specs:
+            if spec.id not in self._pipelines:
+                self._pipelines[spec.id] = load_pipeline(
+                    spec,
+                    cache_dir=self.settings.cache_dir,
+                    offline=self.settings.offline,
+                    show_progress=self._show_progress,
+                )
+
+    def pipeline(self, spec: ModelSpec) -> LoadedPipeline:
+        try:
+            return self._pipelines[spec.id]
+        except KeyError:
+            raise ServiceUnavailableError(f"model {spec.id} is not loaded") from None
+
+    async def start(self) -> None:
+        if not self.loaded:
+            raise RuntimeError("Engine.load() must be called before Engine.start()")
+        for model_id, loaded in self._pipelines.items():
+            if model_id not in self._workers:
+                worker = PipelineWorker(
+                    model_id, loaded.run, max_queue_size=self.settings.max_queue_size
+                )
+                worker.start()
+                self._workers[model_id] = worker
+
+    async def stop(self) -> None:
+        """Drain queued work, then release the worker threads."""
+        workers, self._workers = self._workers, {}
+        for worker in workers.values():
+            await worker.stop()
+
+    async def generate(self, spec: ModelSpec, job: GenerationJob) -> GenerationOutput:
+        worker = self._workers.get(spec.id)
+        if worker is None:
+            raise ServiceUnavailableError(f"model {spec.id} is not running", should_retry=False)
+        return await worker.submit(job)

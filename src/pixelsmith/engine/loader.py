@@ -1,0 +1,137 @@
+"""Loading diffusers pipelines from the hub, a local directory, or the built-in tiny model."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pixelsmith.engine.devices import dtype_name, resolve_device, resolve_dtype
+from pixelsmith.engine.jobs import GenerationJob, GenerationOutput
+from pixelsmith.engine.registry import ModelSpec
+from pixelsmith.engine.tiny import ensure_tiny_model
+from pixelsmith.errors import ModelLoadError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedPipeline:
+    """A pipeline on its device. Only its worker thread may call `run`: diffusers pipelines
+    keep per-call state on the object (scheduler timesteps, progress bar) and are not
+    thread-safe."""
+
+    spec: ModelSpec
+    pipeline: Any
+    device: torch.device
+    dtype: torch.dtype
+    call_parameters: frozenset[str] = field(default_factory=frozenset)
+
+    def accepts(self, argument: str) -> bool:
+        return argument in self.call_parameters
+
+    def count_tokens(self, text: str) -> int:
+        """Prompt length in the model's own tokens (for `usage`), without truncation."""
+        tokenizer = getattr(self.pipeline, "tokenizer", None)
+        if tokenizer is None:
+            return len(text.split())
+        # verbose=False: the prompt may be longer than the encoder's window; that is not an error
+        # here (the pipeline truncates), so do not let transformers log a warning for it.
+        return len(tokenizer(text, truncation=False, verbose=False)["input_ids"])
+
+    def run(self, job: GenerationJob) -> GenerationOutput:
+        started = time.perf_counter()
+        count = job.num_images
+        arguments: dict[str, Any] = {
+            "prompt": [job.prompt] * count,
+            "num_inference_steps": job.num_inference_steps,
+            "guidance_scale": job.guidance_scale,
+            "width": job.width,
+            "height": job.height,
+            # One CPU generator per image: each image depends only on its own seed, on any
+            # device, whether it runs alone or in a batch.
+            "generator": [torch.Generator("cpu").manual_seed(seed) for seed in job.seeds],
+            "output_type": "pil",
+        }
+        if job.negative_prompt:
+            arguments["negative_prompt"] = [job.negative_prompt] * count
+        prompt_tokens = self.count_tokens(job.prompt)
+        with torch.inference_mode():
+            result = self.pipeline(**arguments)
+        images = list(result.images)
+        if len(images) != count:
+            raise RuntimeError(f"pipeline returned {len(images)} images for {count} requested")
+        return GenerationOutput(
+            images=images,
+            seeds=job.seeds,
+            prompt_tokens=prompt_tokens,
+            seconds=time.perf_counter() - started,
+        )
+
+
+def load_pipeline(
+    spec: ModelSpec, *, cache_dir: Path, offline: bool, show_progress: bool = False
+) -> LoadedPipeline:
+    """Load `spec` with diffusers' own loader; raise ModelLoadError with advice on failure."""
+    from diffusers import AutoPipelineForText2Image
+
+    try:
+        device = resolve_device(spec.device)
+    except ValueError as exc:
+        raise ModelLoadError(f"Could not load model {spec.id!r}: {exc}.") from exc
+    dtype = resolve_dtype(spec.dtype, device)
+
+    location: str | Path
+    if spec.source == "tiny":
+        location = ensure_tiny_model(cache_dir)
+    elif Path(spec.source).expanduser().is_dir():
+        location = Path(spec.source).expanduser()
+    else:
+        location = spec.source
+    logger.info(
+        "loading model %s from %s on %s (%s)", spec.id, location, device, dtype_name(dtype)
+    )
+    started = time.perf_counter()
+    try:
+        pipeline = AutoPipelineForText2Image.from_pretrained(
+            location,
+            dtype=dtype,
+            revision=spec.revision,
+            variant=spec.variant,
+            local_files_only=offline,
+        )
+        pipeline.to(device)
+    except Exception as exc:  # diffusers/hub raise many types; all mean "cannot load"
+        raise ModelLoadError(_load_failure_message(spec, location, offline, exc)) from exc
+    pipeline.set_progress_bar_config(disable=not show_progress)
+    logger.info("loaded %s in %.1f s", spec.id, time.perf_counter() - started)
+    parameters = frozenset(inspect.signature(pipeline.__call__).parameters)
+    return LoadedPipeline(
+        spec=spec, pipeline=pipeline, device=device, dtype=dtype, call_parameters=parameters
+    )
+
+
+def _load_failure_message(
+    spec: ModelSpec, location: str | Path, offline: bool, exc: Exception
+) -> str:
+    reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    message = f"Could not load model {spec.id!r} from {str(location)!r} ({reason})."
+    if isinstance(location, str):
+        where = "the local hub cache (offline mode is on)" if offline else "the Hugging Face hub"
+        message += (
+            f" pixelsmith downloads hub models on first use; {str(location)!r} could not be "
+            f"fetched from {where}. Is the network reachable, the repo id right, and (for gated "
+            f"models) HF_TOKEN set?"
+        )
+    message += (
+        " To run offline: use the built-in model with `--model tiny` (random weights: it draws"
+        " noise), or point `--model` at a local diffusers directory, or download the weights"
+        f" on a connected machine (`hf download {spec.source}`), copy the Hugging Face cache"
+        " here and start with `--offline`."
+    )
+    return message

@@ -1,0 +1,106 @@
+"""Which pipeline answers to which model name.
+
+Clients send OpenAI names (`gpt-image-1`, `dall-e-3`, ...) or a configured model's own id. The
+first configured model serves every OpenAI name that no other model claims in `aliases`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pixelsmith.engine.presets import preset_for
+from pixelsmith.errors import ModelNotFoundError
+from pixelsmith.settings import ModelConfig, QualitySteps, check_size_string
+
+OPENAI_MODEL_NAMES = ("gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5", "dall-e-2", "dall-e-3")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A configured model with its preset filled in: everything needed to load and call it."""
+
+    id: str
+    source: str
+    aliases: tuple[str, ...]
+    revision: str | None
+    variant: str | None
+    device: str
+    dtype: str
+    sizes: tuple[str, ...]
+    default_size: str
+    steps: QualitySteps
+    guidance_scale: float
+    max_inference_steps: int
+    max_prompt_chars: int
+    license: str
+
+    @classmethod
+    def from_config(
+        cls, config: ModelConfig, *, aliases: tuple[str, ...], device: str, dtype: str
+    ) -> ModelSpec:
+        preset = preset_for(config.source)
+        sizes = tuple(config.sizes) if config.sizes else preset.sizes
+        default_size = config.default_size or preset.default_size
+        if default_size not in sizes:
+            sizes = (default_size, *sizes)
+        for size in sizes:
+            check_size_string(size)
+        return cls(
+            id=config.model_id,
+            source=config.source,
+            aliases=aliases,
+            revision=config.revision,
+            variant=config.variant,
+            device=config.device or device,
+            dtype=config.dtype or dtype,
+            sizes=sizes,
+            default_size=default_size,
+            steps=config.steps or preset.steps,
+            guidance_scale=(
+                config.guidance_scale if config.guidance_scale is not None else preset.guidance_scale
+            ),
+            max_inference_steps=config.max_inference_steps,
+            max_prompt_chars=config.max_prompt_chars,
+            license=config.license or preset.license,
+        )
+
+
+class ModelRegistry:
+    """Maps every accepted model name to its ModelSpec."""
+
+    def __init__(self, configs: list[ModelConfig], *, device: str = "auto", dtype: str = "auto"):
+        if not configs:
+            raise ValueError("at least one model must be configured")
+        claimed = {alias for config in configs for alias in (config.aliases or [])}
+        self.specs: list[ModelSpec] = []
+        for index, config in enumerate(configs):
+            aliases = list(config.aliases or [])
+            if index == 0:
+                aliases += [name for name in OPENAI_MODEL_NAMES if name not in claimed]
+            self.specs.append(
+                ModelSpec.from_config(config, aliases=tuple(aliases), device=device, dtype=dtype)
+            )
+        self._by_name: dict[str, ModelSpec] = {}
+        for spec in self.specs:
+            for name in (spec.id, *spec.aliases):
+                if name in self._by_name and self._by_name[name] is not spec:
+                    raise ValueError(f"model name {name!r} is claimed by two models")
+                self._by_name[name] = spec
+
+    @property
+    def default(self) -> ModelSpec:
+        return self.specs[0]
+
+    def names(self) -> list[str]:
+        """Every name a client may send, own ids first."""
+        return [spec.id for spec in self.specs] + [
+            alias for spec in self.specs for alias in spec.aliases if alias != spec.id
+        ]
+
+    def resolve(self, name: str | None) -> ModelSpec:
+        if name is None:
+            return self.default
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise ModelNotFoundError(name, self.names()) from None

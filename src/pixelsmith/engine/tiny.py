@@ -1,0 +1,148 @@
+"""The built-in offline model `tiny`: a real Stable Diffusion pipeline with random weights.
+
+It has every part of SD 1.x/2.x (UNet, a VAE with the usual 8x downscale, a CLIP text encoder, a
+byte-level BPE tokenizer built here) at a few thousand parameters per layer, seeded so that
+every machine builds the same weights. It draws noise, not pictures: it exists so that tests
+and offline demos exercise the same `from_pretrained` path a real checkpoint takes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+# Bump when the architecture below changes, so stale caches are rebuilt rather than loaded.
+TINY_MODEL_VERSION = 1
+TINY_SEED = 0
+
+
+def tiny_model_dir(cache_dir: Path) -> Path:
+    return cache_dir / "models" / f"tiny-v{TINY_MODEL_VERSION}"
+
+
+def ensure_tiny_model(cache_dir: Path) -> Path:
+    """Return the directory of the tiny model, building it first if it is not cached."""
+    target = tiny_model_dir(cache_dir)
+    if (target / "model_index.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Build in a sibling temp dir and rename, so a crash or a second process never sees a
+    # half-written model.
+    staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))
+    try:
+        logger.info("building the tiny model in %s (random weights, no download)", target)
+        build_tiny_pipeline().save_pretrained(staging)
+        try:
+            os.replace(staging, target)
+        except OSError:
+            if not (target / "model_index.json").is_file():
+                raise
+            # Another process finished first; its copy is identical.
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _byte_level_vocab() -> dict[str, int]:
+    """A CLIP vocabulary with one token per byte (plus end-of-word forms) and no merges.
+
+    CLIP's BPE works on GPT-2's byte-to-unicode alphabet; with every byte in the vocabulary any
+    text tokenizes without unknown tokens, which is all a random-weight model needs.
+    """
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
+    codepoints = printable[:]
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            codepoints.append(256 + extra)
+            extra += 1
+    alphabet = [chr(c) for c in codepoints]
+    tokens = alphabet + [c + "</w>" for c in alphabet] + ["<|startoftext|>", "<|endoftext|>"]
+    return {token: index for index, token in enumerate(tokens)}
+
+
+def build_tiny_pipeline():  # -> StableDiffusionPipeline
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    vocab = _byte_level_vocab()
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(TINY_SEED)
+    try:
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=len(vocab),
+                bos_token_id=vocab["<|startoftext|>"],
+                eos_token_id=vocab["<|endoftext|>"],
+                pad_token_id=vocab["<|endoftext|>"],
+                hidden_size=32,
+                intermediate_size=37,
+                num_attention_heads=4,
+                num_hidden_layers=2,
+                max_position_embeddings=77,
+                projection_dim=32,
+            )
+        )
+        unet = UNet2DConditionModel(
+            sample_size=32,
+            in_channels=4,
+            out_channels=4,
+            block_out_channels=(32, 64),
+            layers_per_block=1,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=32,
+            attention_head_dim=8,
+            norm_num_groups=8,
+        )
+        # Four resolution levels give the standard 8x VAE scale factor.
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            latent_channels=4,
+            block_out_channels=(8, 16, 16, 16),
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            layers_per_block=1,
+            norm_num_groups=4,
+            sample_size=256,
+        )
+    finally:
+        torch.random.set_rng_state(generator_state)
+
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        timestep_spacing="trailing",
+        steps_offset=1,
+    )
+    return StableDiffusionPipeline(
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )

@@ -1,0 +1,130 @@
+"""One exception tree, one OpenAI error envelope.
+
+    APIError                      500 server_error (base; never shows internals)
+    +-- InvalidRequestError       400 invalid_request_error, `param` names the field
+    +-- AuthenticationError       401 invalid_api_key
+    +-- PermissionDeniedError     403
+    +-- NotFoundError             404
+    |   +-- ModelNotFoundError    404 model_not_found
+    +-- RateLimitError            429 with Retry-After (queue full)
+    +-- ServiceUnavailableError   503 with x-should-retry
+    +-- ModelLoadError            a model could not be loaded (startup)
+
+Every error reaches the client as
+``{"error": {"message": str, "type": str, "param": str | None, "code": str | None}}`` with
+``Content-Type: application/json``. The handlers that write it live in `pixelsmith.api.errors`.
+This module imports no web framework, so the engine can raise these too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class APIError(Exception):
+    """Base of every error a client can see."""
+
+    status_code: int = 500
+    error_type: str = "server_error"
+    default_code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code if code is not None else self.default_code
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+    def to_body(self) -> dict[str, Any]:
+        return error_body(
+            self.message, type=self.error_type, param=self.param, code=self.code, extra=self.extra
+        )
+
+
+class InvalidRequestError(APIError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class AuthenticationError(APIError):
+    status_code = 401
+    error_type = "invalid_request_error"
+    default_code = "invalid_api_key"
+
+
+class PermissionDeniedError(APIError):
+    status_code = 403
+    error_type = "invalid_request_error"
+
+
+class NotFoundError(APIError):
+    status_code = 404
+    error_type = "invalid_request_error"
+
+
+class ModelNotFoundError(NotFoundError):
+    default_code = "model_not_found"
+
+    def __init__(self, model: str, known: list[str]) -> None:
+        super().__init__(
+            f"The model `{model}` does not exist or you do not have access to it. "
+            f"Available models: {', '.join(known)}.",
+            param="model",
+        )
+
+
+class RateLimitError(APIError):
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after_seconds: float) -> None:
+        seconds = max(1, round(retry_after_seconds))
+        super().__init__(message, headers={"retry-after": str(seconds)})
+
+
+class ServiceUnavailableError(APIError):
+    status_code = 503
+    error_type = "server_error"
+    default_code = "service_unavailable"
+
+    def __init__(self, message: str, *, should_retry: bool = True) -> None:
+        # The official clients retry 5xx twice unless told otherwise (x-should-retry).
+        super().__init__(message, headers={"x-should-retry": "true" if should_retry else "false"})
+
+
+class ModelLoadError(APIError):
+    """A configured model could not be loaded; the message says why and what to do."""
+
+    status_code = 503
+    error_type = "server_error"
+    default_code = "model_load_failed"
+
+
+INTERNAL_ERROR_MESSAGE = (
+    "The server had an error while processing your request. "
+    "Check the server log for request id {request_id}."
+)
+
+
+def error_body(
+    message: str,
+    *,
+    type: str,
+    param: str | None = None,
+    code: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The OpenAI error envelope. Extra keys (e.g. moderation_details) go inside `error`."""
+    error: dict[str, Any] = {"message": message, "type": type, "param": param, "code": code}
+    error.update(extra or {})
+    return {"error": error}

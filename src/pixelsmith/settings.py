@@ -1,0 +1,271 @@
+"""Every knob pixelsmith has, in one pydantic-settings model.
+
+Sources, highest precedence first: CLI flags (passed as keyword arguments), environment
+variables prefixed ``PIXELSMITH_``, a TOML config file (``--config`` or
+``PIXELSMITH_CONFIG_FILE``), then the defaults below. This is the only module that reads
+``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "PIXELSMITH_"
+CONFIG_FILE_ENV = f"{ENV_PREFIX}CONFIG_FILE"
+SIZE_PATTERN = re.compile(r"^(\d{1,5})x(\d{1,5})$")
+
+DeviceName = Annotated[
+    str,
+    Field(pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$"),
+]
+DtypeName = Literal["auto", "float32", "float16", "bfloat16"]
+
+# The config file chosen for the settings object being built. A context variable rather than
+# a class attribute so that two Settings built at once (tests) never see each other's file.
+_config_file: ContextVar[Path | None] = ContextVar("pixelsmith_config_file", default=None)
+
+
+class QualitySteps(BaseModel):
+    """Inference steps used for each `quality` tier."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    low: int = Field(ge=1, le=500, description="Steps for quality=low.")
+    medium: int = Field(ge=1, le=500, description="Steps for quality=medium (and auto, standard).")
+    high: int = Field(ge=1, le=500, description="Steps for quality=high (and hd).")
+
+
+class ModelConfig(BaseModel):
+    """One pipeline to load and serve. Unset fields come from the built-in preset for the source
+    (see `pixelsmith models --presets`) or from generic text-to-image defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(
+        description="Hugging Face hub repo id (`stabilityai/sd-turbo`), a local diffusers "
+        "directory, or `tiny` for the built-in offline model."
+    )
+    id: str | None = Field(
+        default=None,
+        description="Model id clients send in `model` and see in /v1/models. Defaults to the source.",
+    )
+    aliases: list[str] | None = Field(
+        default=None,
+        description="OpenAI model names (gpt-image-1, dall-e-3, ...) served by this model. The "
+        "first configured model takes every public name no other model claims.",
+    )
+    revision: str | None = Field(default=None, description="Hub revision (branch, tag or commit).")
+    variant: str | None = Field(
+        default=None, description="Weight variant to load, e.g. `fp16`. Default: none."
+    )
+    device: DeviceName | None = Field(default=None, description="Overrides the global device.")
+    dtype: DtypeName | None = Field(default=None, description="Overrides the global dtype.")
+    sizes: list[str] | None = Field(
+        default=None, description="Allowed `size` values as WIDTHxHEIGHT (multiples of 8)."
+    )
+    default_size: str | None = Field(default=None, description="What `size=auto` resolves to.")
+    steps: QualitySteps | None = Field(default=None, description="Steps for each quality tier.")
+    guidance_scale: float | None = Field(
+        default=None, ge=0, le=50, description="Default classifier-free guidance scale."
+    )
+    max_inference_steps: int = Field(
+        default=150, ge=1, le=1000, description="Upper bound for the `num_inference_steps` extension."
+    )
+    max_prompt_chars: int = Field(
+        default=32000, ge=1, description="Longest prompt accepted, in characters."
+    )
+    license: str | None = Field(default=None, description="Licence of the weights, shown in docs.")
+
+    @field_validator("sizes")
+    @classmethod
+    def _check_sizes(cls, sizes: list[str] | None) -> list[str] | None:
+        for size in sizes or []:
+            check_size_string(size)
+        return sizes
+
+    @field_validator("default_size")
+    @classmethod
+    def _check_default_size(cls, size: str | None) -> str | None:
+        if size is not None:
+            check_size_string(size)
+        return size
+
+    @property
+    def model_id(self) -> str:
+        return self.id or self.source
+
+
+def check_size_string(size: str) -> tuple[int, int]:
+    """Parse WIDTHxHEIGHT, requiring multiples of 8 (the VAE's downscale factor)."""
+    match = SIZE_PATTERN.match(size)
+    if not match:
+        raise ValueError(f"size must look like WIDTHxHEIGHT, e.g. 1024x1024; got {size!r}")
+    width, height = int(match.group(1)), int(match.group(2))
+    if width % 8 or height % 8 or not (64 <= width <= 4096 and 64 <= height <= 4096):
+        raise ValueError(f"size sides must be multiples of 8 between 64 and 4096; got {size!r}")
+    return width, height
+
+
+def _split_keys(value: Any) -> Any:
+    """`PIXELSMITH_API_KEYS=a,b` is a comma-separated list, not JSON."""
+    if isinstance(value, str):
+        return [key.strip() for key in value.split(",") if key.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """pixelsmith configuration. Each field is also an env var (`PIXELSMITH_<NAME>`), a TOML key
+    and a CLI flag (`--<name-with-dashes>`)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        validate_default=True,
+    )
+
+    # --- Server -------------------------------------------------------------------------------
+    host: str = Field(default="127.0.0.1", description="Address to bind the HTTP server to.")
+    port: int = Field(default=8000, ge=0, le=65535, description="TCP port for the HTTP server.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Log level for pixelsmith and uvicorn."
+    )
+
+    # --- Models -------------------------------------------------------------------------------
+    model: str = Field(
+        default="stabilityai/sd-turbo",
+        description="The default model: a hub repo id, a local diffusers directory, or `tiny` "
+        "(built-in, offline, random weights: draws noise). Ignored when `models` is set.",
+    )
+    models: list[ModelConfig] = Field(
+        default_factory=list,
+        description="Several models, each a table in the config file ([[models]]) or a JSON list "
+        "in PIXELSMITH_MODELS. The first one is the default.",
+    )
+    device: DeviceName = Field(
+        default="auto", description="auto picks cuda, then mps, then cpu. Or cpu, mps, cuda, cuda:N."
+    )
+    dtype: DtypeName = Field(
+        default="auto",
+        description="auto: bfloat16 on GPUs that support it, else float16 on GPU; float32 on CPU "
+        "(half precision is many times slower on most CPUs).",
+    )
+    offline: bool = Field(
+        default=False,
+        description="Never contact the model hub: load only local directories and the hub cache.",
+    )
+    cache_dir: Path = Field(
+        default=Path("~/.cache/pixelsmith"),
+        description="Where pixelsmith keeps built models (tiny) and, by default, stored images.",
+    )
+    max_queue_size: int = Field(
+        default=64, ge=1, le=100_000, description="Requests waiting per model before 429s."
+    )
+
+    # --- URL responses ------------------------------------------------------------------------
+    storage_dir: Path | None = Field(
+        default=None, description="Directory for images returned as URLs. Default: <cache_dir>/images."
+    )
+    url_ttl_seconds: int = Field(
+        default=3600, ge=1, description="How long signed image URLs stay valid (OpenAI: 60 minutes)."
+    )
+    url_signing_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key for image URLs. Default: a random key kept in <storage_dir>/.signing-key "
+        "so that URLs survive restarts.",
+    )
+    public_base_url: str | None = Field(
+        default=None,
+        description="Base URL clients reach the server at (behind a proxy), e.g. "
+        "https://img.example.com. Default: taken from each request's Host.",
+    )
+    sweep_interval_seconds: int = Field(
+        default=300, ge=1, description="How often expired images are deleted from storage_dir."
+    )
+
+    # --- Auth ---------------------------------------------------------------------------------
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Accepted API keys, comma-separated. Empty (and no keys file): any bearer works.",
+    )
+    api_keys_file: Path | None = Field(
+        default=None, description="File with one API key per line (# starts a comment)."
+    )
+
+    _split_api_keys = field_validator("api_keys", mode="before")(_split_keys)
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _strip_slash(cls, url: str | None) -> str | None:
+        return url.rstrip("/") if url else url
+
+    @model_validator(mode="after")
+    def _expand_paths(self) -> Settings:
+        self.cache_dir = self.cache_dir.expanduser()
+        if self.storage_dir is None:
+            self.storage_dir = self.cache_dir / "images"
+        else:
+            self.storage_dir = self.storage_dir.expanduser()
+        ids = [config.model_id for config in self.model_configs()]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"models must have distinct ids; got {ids}")
+        return self
+
+    def model_configs(self) -> list[ModelConfig]:
+        """The models to load: `models` if given, else one built from `model`."""
+        return list(self.models) or [ModelConfig(source=self.model)]
+
+    def resolved_storage_dir(self) -> Path:
+        assert self.storage_dir is not None  # set by _expand_paths
+        return self.storage_dir
+
+    def accepted_api_keys(self) -> list[str]:
+        """Keys from `api_keys` and `api_keys_file` together."""
+        keys = [key.get_secret_value() for key in self.api_keys]
+        if self.api_keys_file is not None:
+            for line in self.api_keys_file.expanduser().read_text().splitlines():
+                line = line.split("#", 1)[0].strip()
+                if line:
+                    keys.append(line)
+        return keys
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _config_file.get()
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build Settings from CLI overrides, the environment and an optional TOML file."""
+    path = config_file or os.environ.get(CONFIG_FILE_ENV)
+    if path is not None:
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist")
+    token = _config_file.set(Path(path) if path else None)
+    try:
+        return Settings(**overrides)
+    finally:
+        _config_file.reset(token)

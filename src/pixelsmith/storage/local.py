@@ -1,0 +1,132 @@
+"""Local-disk image storage with HMAC-signed, expiring URLs.
+
+A URL is `/v1/images/files/<name>?expires=<unix>&signature=<hex>` where the signature is
+HMAC-SHA256(key, "<name>:<expires>"). Names are random hex plus an extension and are checked
+against a strict pattern before touching the disk, so no path can leave the storage directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlencode
+
+logger = logging.getLogger(__name__)
+
+NAME_PATTERN = re.compile(r"^[0-9a-f]{32}\.(png|jpeg|webp)$")
+SIGNING_KEY_FILE = ".signing-key"
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    name: str
+    expires_at: int
+
+    @property
+    def extension(self) -> str:
+        return self.name.rsplit(".", 1)[1]
+
+
+class InvalidImageURL(Exception):
+    """The name, signature or expiry of an image URL is not acceptable."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ImageStore(Protocol):
+    """What the API needs from image storage. A later S3 store implements the same."""
+
+    url_prefix: str
+
+    def save(self, data: bytes, extension: str) -> StoredImage: ...
+
+    def signed_path(self, image: StoredImage) -> str: ...
+
+    def open_verified(self, name: str, expires: str, signature: str) -> Path: ...
+
+    def sweep(self) -> int: ...
+
+
+class LocalImageStore:
+    url_prefix = "/v1/images/files"
+
+    def __init__(self, directory: Path, *, ttl_seconds: int, signing_key: bytes | None = None):
+        self.directory = directory
+        self.ttl_seconds = ttl_seconds
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._key = signing_key or self._persistent_key()
+
+    def _persistent_key(self) -> bytes:
+        """A random key kept beside the images, so URLs stay valid across restarts."""
+        path = self.directory / SIGNING_KEY_FILE
+        try:
+            return bytes.fromhex(path.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            key = secrets.token_bytes(32)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(key.hex())
+            return key
+
+    def _signature(self, name: str, expires: int) -> str:
+        return hmac.new(self._key, f"{name}:{expires}".encode(), hashlib.sha256).hexdigest()
+
+    def save(self, data: bytes, extension: str) -> StoredImage:
+        name = f"{secrets.token_hex(16)}.{extension}"
+        if not NAME_PATTERN.match(name):
+            raise ValueError(f"unsupported image extension {extension!r}")
+        temporary = self.directory / f".{name}.partial"
+        temporary.write_bytes(data)
+        os.replace(temporary, self.directory / name)  # readers never see half a file
+        return StoredImage(name=name, expires_at=int(time.time()) + self.ttl_seconds)
+
+    def signed_path(self, image: StoredImage) -> str:
+        query = urlencode(
+            {"expires": image.expires_at, "signature": self._signature(image.name, image.expires_at)}
+        )
+        return f"{self.url_prefix}/{image.name}?{query}"
+
+    def open_verified(self, name: str, expires: str, signature: str) -> Path:
+        """Return the file for a URL, or raise InvalidImageURL."""
+        if not NAME_PATTERN.match(name) or not expires.isdigit():
+            raise InvalidImageURL("Invalid image URL.", "invalid_image_url")
+        expected = self._signature(name, int(expires))
+        if not hmac.compare_digest(expected, signature):
+            raise InvalidImageURL("Invalid image URL signature.", "invalid_signature")
+        if int(expires) < time.time():
+            raise InvalidImageURL(
+                "This image URL has expired. Image URLs are valid for "
+                f"{self.ttl_seconds // 60} minutes after generation.",
+                "url_expired",
+            )
+        path = self.directory / name
+        if not path.is_file():
+            raise InvalidImageURL("The image no longer exists.", "image_not_found")
+        return path
+
+    def sweep(self) -> int:
+        """Delete images older than the URL lifetime. Returns how many were removed."""
+        cutoff = time.time() - self.ttl_seconds
+        removed = 0
+        for path in self.directory.iterdir():
+            if not (NAME_PATTERN.match(path.name) or path.name.endswith(".partial")):
+                continue
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        if removed:
+            logger.info("removed %d expired images from %s", removed, self.directory)
+        return removed
