@@ -7,9 +7,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from pixelsmith.api.responses import JSONResponse
 from pixelsmith.errors import INTERNAL_ERROR_MESSAGE, APIError, error_body
 
 logger = logging.getLogger(__name__)
@@ -21,10 +21,10 @@ def _request_id(request: Request) -> str:
 
 def error_response(
     status_code: int, body: dict[str, Any], request: Request, headers: dict[str, str] | None = None
-) -> ORJSONResponse:
+) -> JSONResponse:
     # x-request-id is normally added by RequestIdMiddleware, but 500s are answered outside it
     # (by Starlette's ServerErrorMiddleware), so set it here too.
-    return ORJSONResponse(
+    return JSONResponse(
         body,
         status_code=status_code,
         headers={**(headers or {}), "x-request-id": _request_id(request)},
@@ -104,19 +104,19 @@ def _validation_error(error: dict[str, Any]) -> tuple[str, str | None, str]:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
-    async def api_error(request: Request, exc: APIError) -> ORJSONResponse:
+    async def api_error(request: Request, exc: APIError) -> JSONResponse:
         if exc.status_code >= 500:
             logger.warning("request %s failed: %s", _request_id(request), exc.message)
         return error_response(exc.status_code, exc.to_body(), request, exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, param, code = _validation_error(dict(exc.errors()[0]))
         body = error_body(message, type="invalid_request_error", param=param, code=code)
         return error_response(400, body, request)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 404:
             message = f"Invalid URL ({request.method} {request.url.path})"
             code: str | None = "unknown_url"
@@ -130,7 +130,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, body, request, dict(exc.headers or {}))
 
     @app.exception_handler(Exception)
-    async def unexpected_error(request: Request, exc: Exception) -> ORJSONResponse:
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         request_id = _request_id(request)
         logger.error("unhandled error in request %s", request_id, exc_info=exc)
         body = error_body(

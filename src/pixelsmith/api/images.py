@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse, ORJSONResponse
+from fastapi.responses import FileResponse
 
 from pixelsmith.api.auth import require_api_key
 from pixelsmith.api.protocol import CreateImageRequest, ImagesResponse
+from pixelsmith.api.responses import JSONResponse
 from pixelsmith.api.serving import ImageService
 from pixelsmith.errors import NotFoundError, PermissionDeniedError
 from pixelsmith.imaging import MEDIA_TYPES
@@ -30,11 +31,11 @@ def public_base_url(request: Request) -> str:
     response_model=ImagesResponse,
     response_model_exclude_none=True,
 )
-async def create_image(body: CreateImageRequest, request: Request) -> ORJSONResponse:
+async def create_image(body: CreateImageRequest, request: Request) -> JSONResponse:
     """Create images from a prompt (OpenAI `images.generate`)."""
     service: ImageService = request.app.state.image_service
     response = await service.create_image(body, base_url=public_base_url(request))
-    return ORJSONResponse(response.model_dump(exclude_none=True))
+    return JSONResponse(response.model_dump(exclude_none=True))
 
 
 @files_router.get("/v1/images/files/{name}", name="get_image_file", include_in_schema=False)

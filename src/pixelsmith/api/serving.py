@@ -12,7 +12,12 @@ from dataclasses import dataclass
 import pybase64
 
 from pixelsmith.api.model_names import QUALITY_TIERS, NameRules, apply_style, rules_for
-from pixelsmith.api.protocol import MAX_SEED, CreateImageRequest, ImageData, ImagesResponse
+from pixelsmith.api.protocol import (
+    MAX_SEED,
+    CreateImageRequest,
+    ImageData,
+    ImagesResponse,
+)
 from pixelsmith.api.usage import image_usage
 from pixelsmith.engine import Engine, GenerationJob, GenerationOutput, ModelSpec
 from pixelsmith.errors import InvalidRequestError

@@ -1,0 +1,111 @@
+"""Shared fixtures. Everything is offline and CPU-only: the tiny model is built here once per
+session (seeded random weights) and loaded back through diffusers' from_pretrained."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Tests never talk to a model hub: hub look-ups go to a closed port on this machine.
+os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+for name in list(os.environ):
+    if name.startswith("PIXELSMITH_"):
+        del os.environ[name]
+
+from pixelsmith.app import create_app  # noqa: E402
+from pixelsmith.engine import Engine  # noqa: E402
+from pixelsmith.engine.tiny import ensure_tiny_model  # noqa: E402
+from pixelsmith.settings import Settings  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pixelsmith cache with the tiny model already built."""
+    directory = tmp_path_factory.mktemp("pixelsmith-cache")
+    ensure_tiny_model(directory)
+    return directory
+
+
+def make_settings(cache_dir: Path, storage_dir: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "model": "tiny",
+        "cache_dir": cache_dir,
+        "storage_dir": storage_dir,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def tiny_settings(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return make_settings(cache_dir, tmp_path_factory.mktemp("images"))
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_settings: Settings) -> Engine:
+    """A loaded (not started) engine on the tiny model."""
+    engine = Engine(tiny_settings)
+    engine.load()
+    return engine
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RunningServer:
+    """A real uvicorn server on 127.0.0.1 in a background thread."""
+
+    def __init__(self, app: object) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", ws="none", lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> RunningServer:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError("server failed to start")
+            if time.monotonic() > deadline:
+                raise TimeoutError("server did not start in 60 s")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def server(tiny_settings: Settings, tiny_engine: Engine) -> Iterator[RunningServer]:
+    with RunningServer(create_app(tiny_settings, engine=tiny_engine)) as running:
+        yield running
+
+
+@pytest.fixture()
+def client(server: RunningServer):  # -> openai.OpenAI
+    import openai
+
+    with openai.OpenAI(
+        base_url=f"{server.base_url}/v1", api_key="anything", max_retries=0
+    ) as official_client:
+        yield official_client
