@@ -14,17 +14,17 @@ router = APIRouter(dependencies=[Depends(require_api_key)])
 
 
 def model_cards(engine: Engine, created: int) -> list[ModelCard]:
-    cards = []
-    for spec in engine.registry.specs:
-        # Hub-style ids name their owner ("stabilityai/sd-turbo"); others are ours.
-        owner = spec.id.split("/", 1)[0] if "/" in spec.id else "pixelsmith"
-        cards.append(ModelCard(id=spec.id, created=created, owned_by=owner))
-        cards += [
-            ModelCard(id=alias, created=created, owned_by="pixelsmith")
-            for alias in spec.aliases
-            if alias != spec.id
-        ]
-    return cards
+    """Configured models first, then the OpenAI names they answer to."""
+    own_ids = {spec.id for spec in engine.registry.specs}
+
+    def owner(name: str) -> str:
+        # Hub-style ids name their owner ("stabilityai/sd-turbo"); everything else is ours.
+        return name.split("/", 1)[0] if name in own_ids and "/" in name else "pixelsmith"
+
+    return [
+        ModelCard(id=name, created=created, owned_by=owner(name))
+        for name in engine.registry.names()
+    ]
 
 
 @router.get("/v1/models", name="list_models", response_model=ModelList)
