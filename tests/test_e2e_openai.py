@@ -83,7 +83,11 @@ def test_defaults_and_usage(client):
 
 def test_usage_uses_openai_table_for_standard_sizes(client):
     result = client.images.generate(
-        model="gpt-image-1", prompt="x", size="1024x1536", quality="high", n=2,
+        model="gpt-image-1",
+        prompt="x",
+        size="1024x1536",
+        quality="high",
+        n=2,
         extra_body={"num_inference_steps": 1},  # tokens follow quality, not steps; keep it quick
     )
     assert result.usage.output_tokens == 2 * 6240
@@ -114,7 +118,9 @@ def test_url_response_can_be_fetched_and_a_tampered_url_is_refused(client):
     other_name = url.path.replace(url.path.rsplit("/", 1)[1], "0" * 32 + ".png")
     response = httpx.get(urlunparse(url._replace(path=other_name)))
     assert response.status_code == 403
-    traversal = httpx.get(f"{url.scheme}://{url.netloc}/v1/images/files/..%2F..%2Fetc%2Fpasswd?{url.query}")
+    traversal = httpx.get(
+        f"{url.scheme}://{url.netloc}/v1/images/files/..%2F..%2Fetc%2Fpasswd?{url.query}"
+    )
     assert traversal.status_code in (403, 404)
     assert "error" in traversal.json()
 
@@ -126,7 +132,10 @@ def test_dall_e_names_keep_their_rules(client):
     assert result.data[0].url is not None
     assert result.data[0].revised_prompt.startswith("a quiet harbour. Style: vivid")
     natural = client.images.generate(
-        model="dall-e-3", prompt="a quiet harbour", style="natural", response_format="b64_json",
+        model="dall-e-3",
+        prompt="a quiet harbour",
+        style="natural",
+        response_format="b64_json",
         **quick,
     )
     assert Image.open(io.BytesIO(decode(natural.data[0].b64_json))).size == (1024, 1024)
@@ -152,7 +161,7 @@ def test_same_seed_reproduces_the_same_pixels(client):
         return [np.asarray(Image.open(io.BytesIO(decode(item.b64_json)))) for item in result.data]
 
     first, again, other = pixels(1234), pixels(1234), pixels(99)
-    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
     assert not np.array_equal(first[0], first[1])  # each image has its own seed
     assert not np.array_equal(first[0], other[0])
 
@@ -163,8 +172,12 @@ def test_extensions_change_the_work_done(client):
     four_steps = client.images.generate(**base, extra_body={"seed": 5, "num_inference_steps": 4})
     guided = client.images.generate(
         **base,
-        extra_body={"seed": 5, "num_inference_steps": 1, "guidance_scale": 7.5,
-                    "negative_prompt": "blurry"},
+        extra_body={
+            "seed": 5,
+            "num_inference_steps": 1,
+            "guidance_scale": 7.5,
+            "negative_prompt": "blurry",
+        },
     )
     images = [decode(r.data[0].b64_json) for r in (one_step, four_steps, guided)]
     assert len(set(images)) == 3
@@ -212,10 +225,21 @@ def test_null_means_default(server):
     response = httpx.post(
         f"{server.base_url}/v1/images/generations",
         json={
-            "prompt": "a cat", "model": None, "n": None, "size": None, "quality": None,
-            "response_format": None, "output_format": None, "output_compression": None,
-            "background": None, "moderation": None, "stream": None, "partial_images": None,
-            "style": None, "user": None, "seed": None,
+            "prompt": "a cat",
+            "model": None,
+            "n": None,
+            "size": None,
+            "quality": None,
+            "response_format": None,
+            "output_format": None,
+            "output_compression": None,
+            "background": None,
+            "moderation": None,
+            "stream": None,
+            "partial_images": None,
+            "style": None,
+            "user": None,
+            "seed": None,
         },
     )
     assert response.status_code == 200, response.text
@@ -226,8 +250,15 @@ def test_null_means_default(server):
 
 def test_accepted_parameters(client):
     result = client.images.generate(
-        model="gpt-image-1", prompt="a cat", size="64x64", moderation="low", user="user-42",
-        background="opaque", stream=False, partial_images=0, quality="auto",
+        model="gpt-image-1",
+        prompt="a cat",
+        size="64x64",
+        moderation="low",
+        user="user-42",
+        background="opaque",
+        stream=False,
+        partial_images=0,
+        quality="auto",
     )
     assert len(result.data) == 1
 
@@ -256,7 +287,9 @@ def test_model_ids_with_a_slash_and_several_models(cache_dir: Path, tmp_path: Pa
         tmp_path,
         models=[
             ModelConfig(source="tiny", id="local/tiny-a", default_size="64x64"),
-            ModelConfig(source="tiny", id="local/tiny-b", aliases=["dall-e-2"], default_size="128x128"),
+            ModelConfig(
+                source="tiny", id="local/tiny-b", aliases=["dall-e-2"], default_size="128x128"
+            ),
         ],
     )
     with RunningServer(create_app(settings)) as running:
@@ -280,6 +313,7 @@ def test_api_keys(cache_dir: Path, tmp_path: Path, request_close):
     )
     engine = Engine(settings)
     with RunningServer(create_app(settings, engine=engine)) as running:
+
         def make(key: str) -> openai.OpenAI:
             client = openai.OpenAI(base_url=f"{running.base_url}/v1", api_key=key, max_retries=0)
             request_close(client)

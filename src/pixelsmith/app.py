@@ -6,47 +6,23 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pixelsmith import __version__
 from pixelsmith.api import images, models
 from pixelsmith.api.auth import APIKeyChecker
 from pixelsmith.api.errors import install_error_handlers
+from pixelsmith.api.middleware import RequestContextMiddleware
 from pixelsmith.api.serving import ImageService
 from pixelsmith.engine import Engine
 from pixelsmith.settings import Settings
 from pixelsmith.storage import ImageStore, LocalImageStore
 
 logger = logging.getLogger("pixelsmith")
-
-
-class RequestIdMiddleware:
-    """Gives every request an id, sent back as `x-request-id` (the clients expose it)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = f"req_{secrets.token_hex(12)}"
-        scope.setdefault("state", {})["request_id"] = request_id
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
-                headers.append((b"x-request-id", request_id.encode()))
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
 
 
 def is_loopback(host: str) -> bool:
@@ -123,7 +99,7 @@ def create_app(
     app.state.started_at = int(time.time())
 
     install_error_handlers(app)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestContextMiddleware)
     app.include_router(images.router)
     app.include_router(images.files_router)
     app.include_router(models.router)

@@ -48,7 +48,10 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
         help_text = (field.description or "").replace("%", "%%")
         if is_bool:
             group.add_argument(
-                flag, dest=f"setting_{name}", action=argparse.BooleanOptionalAction, default=None,
+                flag,
+                dest=f"setting_{name}",
+                action=argparse.BooleanOptionalAction,
+                default=None,
                 help=help_text,
             )
         else:
@@ -67,7 +70,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pixelsmith",
-        description="Self-hosted, OpenAI-compatible image generation API on Hugging Face diffusers.",
+        description="Self-hosted, OpenAI-compatible image generation API on Hugging Face "
+        "diffusers.",
     )
     parser.add_argument("--version", action="version", version=f"pixelsmith {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -78,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate = commands.add_parser("generate", help="Generate images in-process, no server.")
     generate.add_argument("prompt", help="What to draw.")
     generate.add_argument(
-        "-o", "--output", default="image.png",
+        "-o",
+        "--output",
+        default="image.png",
         help="Output file. With -n > 1, -1, -2, ... are added before the extension. The "
         "extension picks the format (png, jpeg/jpg, webp) unless --output-format is given.",
     )
@@ -205,7 +211,7 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
     from pixelsmith.engine import ModelRegistry
 
     registry = ModelRegistry(settings.model_configs(), device=settings.device, dtype=settings.dtype)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "id": spec.id,
             "source": spec.source,
@@ -235,4 +241,3 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-

@@ -57,7 +57,7 @@ class QualitySteps(BaseModel):
 
 class ModelConfig(BaseModel):
     """One pipeline to load and serve. Unset fields come from the built-in preset for the source
-    (see `pixelsmith models --presets`) or from generic text-to-image defaults."""
+    (docs/models.md lists them) or from generic text-to-image defaults."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -67,7 +67,8 @@ class ModelConfig(BaseModel):
     )
     id: str | None = Field(
         default=None,
-        description="Model id clients send in `model` and see in /v1/models. Defaults to the source.",
+        description="Model id clients send in `model` and see in /v1/models. Default: the "
+        "source (a local directory's name for a path).",
     )
     aliases: list[str] | None = Field(
         default=None,
@@ -89,7 +90,10 @@ class ModelConfig(BaseModel):
         default=None, ge=0, le=50, description="Default classifier-free guidance scale."
     )
     max_inference_steps: int = Field(
-        default=150, ge=1, le=1000, description="Upper bound for the `num_inference_steps` extension."
+        default=150,
+        ge=1,
+        le=1000,
+        description="Upper bound for the `num_inference_steps` extension.",
     )
     max_prompt_chars: int = Field(
         default=32000, ge=1, description="Longest prompt accepted, in characters."
@@ -112,7 +116,15 @@ class ModelConfig(BaseModel):
 
     @property
     def model_id(self) -> str:
-        return self.id or self.source
+        if self.id:
+            return self.id
+        # A local directory is known by its name, not by where it happens to sit on disk.
+        return Path(self.source).expanduser().name if looks_like_path(self.source) else self.source
+
+
+def looks_like_path(source: str) -> bool:
+    """`./models/x`, `/srv/x`, `~/x` and existing directories are paths; `org/name` is a repo."""
+    return source.startswith(("/", "./", "../", "~")) or Path(source).is_dir()
 
 
 def check_size_string(size: str) -> tuple[int, int]:
@@ -162,7 +174,8 @@ class Settings(BaseSettings):
         "in PIXELSMITH_MODELS. The first one is the default.",
     )
     device: DeviceName = Field(
-        default="auto", description="auto picks cuda, then mps, then cpu. Or cpu, mps, cuda, cuda:N."
+        default="auto",
+        description="auto picks cuda, then mps, then cpu. Or cpu, mps, cuda, cuda:N.",
     )
     dtype: DtypeName = Field(
         default="auto",
@@ -183,14 +196,18 @@ class Settings(BaseSettings):
 
     # --- URL responses ------------------------------------------------------------------------
     storage_dir: Path | None = Field(
-        default=None, description="Directory for images returned as URLs. Default: <cache_dir>/images."
+        default=None,
+        description="Directory for images returned as URLs. Default: <cache_dir>/images.",
     )
     url_ttl_seconds: int = Field(
-        default=3600, ge=1, description="How long signed image URLs stay valid (OpenAI: 60 minutes)."
+        default=3600,
+        ge=1,
+        description="How long signed image URLs stay valid (OpenAI: 60 minutes).",
     )
     url_signing_key: SecretStr | None = Field(
         default=None,
-        description="HMAC key for image URLs. Default: a random key kept in <storage_dir>/.signing-key "
+        description="HMAC key for image URLs. Default: a random key kept in "
+        "<storage_dir>/.signing-key "
         "so that URLs survive restarts.",
     )
     public_base_url: str | None = Field(
@@ -205,13 +222,22 @@ class Settings(BaseSettings):
     # --- Auth ---------------------------------------------------------------------------------
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
-        description="Accepted API keys, comma-separated. Empty (and no keys file): any bearer works.",
+        description="Accepted API keys, comma-separated. Empty (and no keys file): any "
+        "bearer works.",
     )
     api_keys_file: Path | None = Field(
         default=None, description="File with one API key per line (# starts a comment)."
     )
 
     _split_api_keys = field_validator("api_keys", mode="before")(_split_keys)
+
+    @field_validator("api_keys_file")
+    @classmethod
+    def _keys_file_exists(cls, path: Path | None) -> Path | None:
+        # Checked now rather than when the server starts, after a possibly long model download.
+        if path is not None and not path.expanduser().is_file():
+            raise ValueError(f"api_keys_file {path} does not exist")
+        return path
 
     @field_validator("public_base_url")
     @classmethod
@@ -225,9 +251,16 @@ class Settings(BaseSettings):
             self.storage_dir = self.cache_dir / "images"
         else:
             self.storage_dir = self.storage_dir.expanduser()
-        ids = [config.model_id for config in self.model_configs()]
+        configs = self.model_configs()
+        ids = [config.model_id for config in configs]
         if len(set(ids)) != len(ids):
             raise ValueError(f"models must have distinct ids; got {ids}")
+        names = ids + [alias for config in configs for alias in config.aliases or []]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(
+                f"each model name may be claimed by one model only; repeated: {repeated}"
+            )
         return self
 
     def model_configs(self) -> list[ModelConfig]:

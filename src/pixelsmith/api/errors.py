@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pixelsmith.api.responses import JSONResponse
-from pixelsmith.errors import INTERNAL_ERROR_MESSAGE, APIError, error_body
+from pixelsmith.errors import APIError, error_body
 
 logger = logging.getLogger(__name__)
 
@@ -22,13 +22,7 @@ def _request_id(request: Request) -> str:
 def error_response(
     status_code: int, body: dict[str, Any], request: Request, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    # x-request-id is normally added by RequestIdMiddleware, but 500s are answered outside it
-    # (by Starlette's ServerErrorMiddleware), so set it here too.
-    return JSONResponse(
-        body,
-        status_code=status_code,
-        headers={**(headers or {}), "x-request-id": _request_id(request)},
-    )
+    return JSONResponse(body, status_code=status_code, headers=headers)
 
 
 def _describe_type(value: Any) -> str:
@@ -70,9 +64,10 @@ def _validation_error(error: dict[str, Any]) -> tuple[str, str | None, str]:
             param,
             "invalid_value",
         )
-    number = "integer" if isinstance(value, int) else "decimal"
+    # Bounds are declared as floats on decimal fields (guidance_scale) and ints on integers.
+    bound = next((context[key] for key in ("ge", "gt", "le", "lt") if key in context), 0)
+    number = "decimal" if isinstance(bound, float) else "integer"
     if kind in ("greater_than_equal", "greater_than"):
-        bound = context.get("ge", context.get("gt"))
         sign = ">=" if kind == "greater_than_equal" else ">"
         return (
             f"Invalid '{param}': {number} below minimum value. Expected a value {sign} {bound}, "
@@ -81,7 +76,6 @@ def _validation_error(error: dict[str, Any]) -> tuple[str, str | None, str]:
             f"{number}_below_min_value",
         )
     if kind in ("less_than_equal", "less_than"):
-        bound = context.get("le", context.get("lt"))
         sign = "<=" if kind == "less_than_equal" else "<"
         return (
             f"Invalid '{param}': {number} above maximum value. Expected a value {sign} {bound}, "
@@ -91,8 +85,15 @@ def _validation_error(error: dict[str, Any]) -> tuple[str, str | None, str]:
         )
     if kind.endswith("_type") or kind.endswith("_parsing"):
         expected = kind.split("_")[0]
-        noun = {"int": "an integer", "float": "a number", "bool": "a boolean", "string": "a string",
-                "model": "an object", "dict": "an object", "list": "an array"}.get(expected, expected)
+        noun = {
+            "int": "an integer",
+            "float": "a number",
+            "bool": "a boolean",
+            "string": "a string",
+            "model": "an object",
+            "dict": "an object",
+            "list": "an array",
+        }.get(expected, expected)
         where = f"'{param}'" if param else "the request body"
         return (
             f"Invalid type for {where}: expected {noun}, but got {_describe_type(value)} instead.",
@@ -128,12 +129,3 @@ def install_error_handlers(app: FastAPI) -> None:
         error_type = "invalid_request_error" if exc.status_code < 500 else "server_error"
         body = error_body(message, type=error_type, code=code)
         return error_response(exc.status_code, body, request, dict(exc.headers or {}))
-
-    @app.exception_handler(Exception)
-    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-        request_id = _request_id(request)
-        logger.error("unhandled error in request %s", request_id, exc_info=exc)
-        body = error_body(
-            INTERNAL_ERROR_MESSAGE.format(request_id=request_id), type="server_error"
-        )
-        return error_response(500, body, request)

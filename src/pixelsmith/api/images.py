@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
 
@@ -53,6 +55,10 @@ async def get_image_file(
             raise NotFoundError(str(exc), code=exc.code) from None
         raise PermissionDeniedError(str(exc), code=exc.code) from None
     extension = name.rsplit(".", 1)[1]
+    # Caches may keep the image exactly as long as its URL stays valid.
+    max_age = max(0, int(expires) - int(time.time()))
     return FileResponse(
-        path, media_type=MEDIA_TYPES[extension], headers={"cache-control": "private, max-age=3600"}
+        path,
+        media_type=MEDIA_TYPES[extension],
+        headers={"cache-control": f"private, max-age={max_age}"},
     )

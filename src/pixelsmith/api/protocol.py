@@ -32,7 +32,8 @@ class CreateImageRequest(BaseModel):
     model: StrictStr | None = Field(
         default=None,
         description="An OpenAI name (gpt-image-1, gpt-image-1-mini, gpt-image-1.5, dall-e-2, "
-        "dall-e-3) or a configured model id. Default: the server's default model with GPT image rules.",
+        "dall-e-3) or a configured model id. Default: the server's default model with GPT "
+        "image rules.",
     )
     moderation: Literal["low", "auto"] | None = Field(
         default=None, description="Content moderation level, low or auto (default)."
@@ -69,7 +70,9 @@ class CreateImageRequest(BaseModel):
         description="dall-e-3 style: vivid (its default) or natural. Rewrites the prompt and "
         "returns revised_prompt.",
     )
-    user: StrictStr | None = Field(default=None, description="End-user id, logged for abuse tracking.")
+    user: StrictStr | None = Field(
+        default=None, description="End-user id, logged for abuse tracking."
+    )
 
     # --- pixelsmith extensions (official clients send these through `extra_body`) -------------
     seed: StrictInt | None = Field(
@@ -81,7 +84,8 @@ class CreateImageRequest(BaseModel):
     )
     negative_prompt: StrictStr | None = Field(
         default=None,
-        description="pixelsmith extension. What to keep out of the image (needs guidance_scale > 1).",
+        description="pixelsmith extension. What to keep out of the image "
+        "(needs guidance_scale > 1).",
     )
     num_inference_steps: StrictInt | None = Field(
         default=None,
@@ -89,13 +93,18 @@ class CreateImageRequest(BaseModel):
         description="pixelsmith extension. Denoising steps; overrides the steps chosen by quality.",
     )
     guidance_scale: float | None = Field(
-        default=None, ge=0, le=50, description="pixelsmith extension. Classifier-free guidance scale."
+        default=None,
+        ge=0.0,
+        le=50.0,
+        description="pixelsmith extension. Classifier-free guidance scale.",
     )
 
 
 class ImageData(BaseModel):
     b64_json: str | None = Field(default=None, description="Base64 image (no data: prefix).")
-    url: str | None = Field(default=None, description="Signed URL, valid for 60 minutes by default.")
+    url: str | None = Field(
+        default=None, description="Signed URL, valid for 60 minutes by default."
+    )
     revised_prompt: str | None = Field(
         default=None, description="The prompt actually used, when the server changed it (style)."
     )

@@ -66,11 +66,14 @@ class ImageService:
     def prepare(self, request: CreateImageRequest) -> PreparedGeneration:
         spec = self.engine.registry.resolve(request.model)
         rules = rules_for(request.model)
-        model_name = request.model or spec.id
+        # Named in error messages; without `model`, GPT image rules apply to the default model.
+        model_name = request.model or f"{spec.id} (the default model, with gpt-image-1 rules)"
 
         prompt = request.prompt
         if not prompt.strip():
-            raise InvalidRequestError("prompt must not be empty.", param="prompt", code="invalid_value")
+            raise InvalidRequestError(
+                "prompt must not be empty.", param="prompt", code="invalid_value"
+            )
         max_chars = min(rules.max_prompt_chars, spec.max_prompt_chars)
         if len(prompt) > max_chars:
             raise InvalidRequestError(
@@ -195,7 +198,9 @@ class ImageService:
 
     # --- execution ---------------------------------------------------------------------------
 
-    async def render(self, prepared: PreparedGeneration) -> tuple[list[RenderedImage], GenerationOutput]:
+    async def render(
+        self, prepared: PreparedGeneration
+    ) -> tuple[list[RenderedImage], GenerationOutput]:
         """Run the job and encode its images (encoding off the event loop)."""
         output = await self.engine.generate(prepared.spec, prepared.job)
 
@@ -209,9 +214,7 @@ class ImageService:
 
         return await asyncio.to_thread(encode_all), output
 
-    async def create_image(
-        self, request: CreateImageRequest, *, base_url: str
-    ) -> ImagesResponse:
+    async def create_image(self, request: CreateImageRequest, *, base_url: str) -> ImagesResponse:
         prepared = self.prepare(request)
         logger.info(
             "generate model=%s size=%s steps=%d n=%d user=%s",
@@ -222,9 +225,7 @@ class ImageService:
             request.user or "-",
         )
         rendered, output = await self.render(prepared)
-        data = await asyncio.to_thread(
-            self._image_data, rendered, prepared, base_url
-        )
+        data = await asyncio.to_thread(self._image_data, rendered, prepared, base_url)
         return ImagesResponse(
             created=int(time.time()),
             data=data,

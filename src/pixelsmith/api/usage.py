@@ -22,7 +22,13 @@ def output_tokens_per_image(width: int, height: int, tier: str) -> int:
 
 
 def image_usage(
-    *, prompt_tokens: int, width: int, height: int, tier: str, count: int, input_image_tokens: int = 0
+    *,
+    prompt_tokens: int,
+    width: int,
+    height: int,
+    tier: str,
+    count: int,
+    input_image_tokens: int = 0,
 ) -> ImageUsage:
     output = output_tokens_per_image(width, height, tier) * count
     input_total = prompt_tokens + input_image_tokens

@@ -16,6 +16,7 @@ from pixelsmith.engine.jobs import GenerationJob, GenerationOutput
 from pixelsmith.engine.registry import ModelSpec
 from pixelsmith.engine.tiny import ensure_tiny_model
 from pixelsmith.errors import ModelLoadError
+from pixelsmith.settings import looks_like_path
 
 logger = logging.getLogger(__name__)
 
@@ -89,25 +90,42 @@ def load_pipeline(
     location: str | Path
     if spec.source == "tiny":
         location = ensure_tiny_model(cache_dir)
-    elif Path(spec.source).expanduser().is_dir():
+    elif looks_like_path(spec.source):
         location = Path(spec.source).expanduser()
+        if not location.is_dir():
+            raise ModelLoadError(
+                f"Could not load model {spec.id!r}: the directory {str(location)!r} does not exist."
+                " Point --model at a diffusers-format directory (one with model_index.json),"
+                " a hub repo id, or use `--model tiny`."
+            )
     else:
         location = spec.source
-    logger.info(
-        "loading model %s from %s on %s (%s)", spec.id, location, device, dtype_name(dtype)
-    )
+    logger.info("loading model %s from %s on %s (%s)", spec.id, location, device, dtype_name(dtype))
     started = time.perf_counter()
+    local_only = offline
+    unreachable: str | None = None
+    if isinstance(location, str) and not offline:
+        # Ask the hub once, without retries, before diffusers does: its downloader retries
+        # with back-off for half a minute before giving up on an unreachable hub.
+        unreachable = _hub_problem(spec)
+        if unreachable is not None:
+            logger.warning(
+                "the hub cannot serve %s (%s); trying the local cache", spec.source, unreachable
+            )
+            local_only = True
     try:
         pipeline = AutoPipelineForText2Image.from_pretrained(
             location,
             dtype=dtype,
             revision=spec.revision,
             variant=spec.variant,
-            local_files_only=offline,
+            local_files_only=local_only,
         )
         pipeline.to(device)
     except Exception as exc:  # diffusers/hub raise many types; all mean "cannot load"
-        raise ModelLoadError(_load_failure_message(spec, location, offline, exc)) from exc
+        raise ModelLoadError(
+            _load_failure_message(spec, location, offline, unreachable, exc)
+        ) from exc
     pipeline.set_progress_bar_config(disable=not show_progress)
     logger.info("loaded %s in %.1f s", spec.id, time.perf_counter() - started)
     parameters = frozenset(inspect.signature(pipeline.__call__).parameters)
@@ -116,18 +134,40 @@ def load_pipeline(
     )
 
 
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def _hub_problem(spec: ModelSpec) -> str | None:
+    """Why the hub cannot serve `spec.source` right now, or None if it can."""
+    from huggingface_hub import HfApi
+
+    try:
+        HfApi().model_info(spec.source, revision=spec.revision, timeout=15)
+    except Exception as exc:  # connection, auth, not-found: all reported the same way
+        return _describe(exc)
+    return None
+
+
 def _load_failure_message(
-    spec: ModelSpec, location: str | Path, offline: bool, exc: Exception
+    spec: ModelSpec,
+    location: str | Path,
+    offline: bool,
+    hub_problem: str | None,
+    exc: Exception,
 ) -> str:
-    reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-    message = f"Could not load model {spec.id!r} from {str(location)!r} ({reason})."
-    if isinstance(location, str):
-        where = "the local hub cache (offline mode is on)" if offline else "the Hugging Face hub"
+    message = f"Could not load model {spec.id!r} from {str(location)!r}"
+    if hub_problem is not None:
         message += (
-            f" pixelsmith downloads hub models on first use; {str(location)!r} could not be "
-            f"fetched from {where}. Is the network reachable, the repo id right, and (for gated "
-            f"models) HF_TOKEN set?"
+            f": the Hugging Face hub could not be reached or refused the repo ({hub_problem}),"
+            " and no copy is in the local cache. pixelsmith downloads hub models on first use;"
+            " check the network, the repo id, and HF_TOKEN for gated models."
         )
+    elif isinstance(location, str) and offline:
+        message += f": it is not in the local hub cache and offline mode is on ({_describe(exc)})."
+    else:
+        message += f" ({_describe(exc)})."
     message += (
         " To run offline: use the built-in model with `--model tiny` (random weights: it draws"
         " noise), or point `--model` at a local diffusers directory, or download the weights"

@@ -21,7 +21,6 @@ class ModelPreset:
     steps: QualitySteps
     guidance_scale: float
     license: str
-    dtype_on_cpu: str = "float32"
 
 
 GENERIC_PRESET = ModelPreset(
@@ -58,7 +57,15 @@ PRESETS: dict[str, ModelPreset] = {
     # Built by pixelsmith itself; random weights, so every image is noise. Small sizes keep
     # tests and demos fast on a CPU.
     "tiny": ModelPreset(
-        sizes=("64x64", "128x128", "256x256", "512x512", "256x128", "128x256", *OPENAI_GPT_IMAGE_SIZES),
+        sizes=(
+            "64x64",
+            "128x128",
+            "256x256",
+            "512x512",
+            "256x128",
+            "128x256",
+            *OPENAI_GPT_IMAGE_SIZES,
+        ),
         default_size="256x256",
         steps=QualitySteps(low=1, medium=2, high=4),
         guidance_scale=0.0,

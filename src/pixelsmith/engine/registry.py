@@ -57,7 +57,9 @@ class ModelSpec:
             default_size=default_size,
             steps=config.steps or preset.steps,
             guidance_scale=(
-                config.guidance_scale if config.guidance_scale is not None else preset.guidance_scale
+                config.guidance_scale
+                if config.guidance_scale is not None
+                else preset.guidance_scale
             ),
             max_inference_steps=config.max_inference_steps,
             max_prompt_chars=config.max_prompt_chars,

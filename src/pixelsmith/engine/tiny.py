@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -39,6 +40,7 @@ def ensure_tiny_model(cache_dir: Path) -> Path:
     try:
         logger.info("building the tiny model in %s (random weights, no download)", target)
         build_tiny_pipeline().save_pretrained(staging)
+        staging.chmod(0o755)  # mkdtemp makes it private; a shared cache must stay readable
         try:
             os.replace(staging, target)
         except OSError:
@@ -73,7 +75,7 @@ def _byte_level_vocab() -> dict[str, int]:
     return {token: index for index, token in enumerate(tokens)}
 
 
-def build_tiny_pipeline():  # -> StableDiffusionPipeline
+def build_tiny_pipeline() -> Any:  # a diffusers StableDiffusionPipeline
     from diffusers import (
         AutoencoderKL,
         EulerDiscreteScheduler,

@@ -92,7 +92,10 @@ class LocalImageStore:
 
     def signed_path(self, image: StoredImage) -> str:
         query = urlencode(
-            {"expires": image.expires_at, "signature": self._signature(image.name, image.expires_at)}
+            {
+                "expires": image.expires_at,
+                "signature": self._signature(image.name, image.expires_at),
+            }
         )
         return f"{self.url_prefix}/{image.name}?{query}"
 
@@ -106,7 +109,7 @@ class LocalImageStore:
         if int(expires) < time.time():
             raise InvalidImageURL(
                 "This image URL has expired. Image URLs are valid for "
-                f"{self.ttl_seconds // 60} minutes after generation.",
+                f"{self.ttl_seconds} seconds after generation.",
                 "url_expired",
             )
         path = self.directory / name

@@ -1,0 +1,131 @@
+"""Every route answers errors in the one OpenAI envelope, with x-request-id."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from conftest import RunningServer, make_settings
+
+from pixelsmith.app import create_app
+from pixelsmith.engine import Engine, GenerationJob
+
+
+def assert_envelope(response: httpx.Response, status: int, code: str | None = None) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["x-request-id"].startswith("req_")
+    error = response.json()["error"]
+    assert set(error) >= {"message", "type", "param", "code"}
+    assert isinstance(error["message"], str) and error["message"]
+    if code is not None:
+        assert error["code"] == code
+    return error
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/v1/nothing-here", 404, "unknown_url"),
+        ("GET", "/", 404, "unknown_url"),
+        ("DELETE", "/v1/models", 405, "method_not_allowed"),
+        ("GET", "/v1/images/generations", 405, "method_not_allowed"),
+        ("GET", "/v1/models/not-a-model", 404, "model_not_found"),
+        ("GET", "/v1/images/files/abc.png", 403, "invalid_image_url"),
+    ],
+)
+def test_routing_errors(server, method, path, status, code):
+    assert_envelope(httpx.request(method, server.base_url + path), status, code)
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "code"),
+    [
+        (b"{not json", None, "invalid_json"),
+        (b"[1, 2]", None, "invalid_type"),
+        (b"{}", "prompt", "missing_required_parameter"),
+        (b'{"prompt": 5}', "prompt", "invalid_type"),
+        (b'{"prompt": "x", "n": "two"}', "n", "invalid_type"),
+        (b'{"prompt": "x", "n": 2.5}', "n", "invalid_type"),
+        (b'{"prompt": "x", "stream": "yes"}', "stream", "invalid_type"),
+        (b'{"prompt": "x", "size": 1024}', "size", "invalid_type"),
+        (b'{"prompt": "x", "n": 0}', "n", "integer_below_min_value"),
+        (b'{"prompt": "x", "guidance_scale": -1}', "guidance_scale", "decimal_below_min_value"),
+        (b'{"prompt": "x", "quality": "ultra"}', "quality", "invalid_value"),
+        (b'{"prompt": "x", "colour": "red"}', "colour", "unknown_parameter"),
+    ],
+)
+def test_validation_errors_are_400_with_param(server, body, param, code):
+    response = httpx.post(
+        f"{server.base_url}/v1/images/generations",
+        content=body,
+        headers={"content-type": "application/json"},
+    )
+    error = assert_envelope(response, 400, code)
+    assert error["param"] == param
+    assert error["type"] == "invalid_request_error"
+
+
+def test_success_carries_request_id_and_json_type(server):
+    response = httpx.get(f"{server.base_url}/v1/models")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["x-request-id"].startswith("req_")
+
+
+def test_internal_errors_say_nothing_internal_and_the_server_keeps_serving(
+    cache_dir: Path, tmp_path: Path
+):
+    settings = make_settings(cache_dir, tmp_path)
+    engine = Engine(settings)
+    engine.load()
+    loaded = engine.pipeline(engine.registry.default)
+    real_run = loaded.run
+
+    def run(job: GenerationJob):
+        if job.prompt == "explode":
+            raise RuntimeError("secret /internal/path detail")
+        return real_run(job)
+
+    loaded.run = run  # type: ignore[method-assign]
+    with RunningServer(create_app(settings, engine=engine)) as running:
+        with openai.OpenAI(base_url=f"{running.base_url}/v1", api_key="x", max_retries=0) as client:
+            with pytest.raises(openai.InternalServerError) as error:
+                client.images.generate(prompt="explode", size="64x64")
+            assert error.value.status_code == 500
+            assert "secret" not in str(error.value.body)
+            assert error.value.request_id.startswith("req_")
+            assert error.value.request_id in error.value.message
+            assert len(client.images.generate(prompt="fine", size="64x64").data) == 1
+
+
+def test_full_queue_is_429_with_retry_after(cache_dir: Path, tmp_path: Path):
+    settings = make_settings(cache_dir, tmp_path, max_queue_size=1)
+    engine = Engine(settings)
+    engine.load()
+    loaded = engine.pipeline(engine.registry.default)
+    real_run = loaded.run
+
+    def slow_run(job: GenerationJob):
+        time.sleep(1.0)
+        return real_run(job)
+
+    loaded.run = slow_run  # type: ignore[method-assign]
+    with RunningServer(create_app(settings, engine=engine)) as running:
+        url = f"{running.base_url}/v1/images/generations"
+
+        def post(_: int) -> httpx.Response:
+            return httpx.post(url, json={"prompt": "x", "size": "64x64"}, timeout=60)
+
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            responses = list(pool.map(post, range(4)))
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses.count(200) >= 2 and 429 in statuses
+    for response in responses:
+        if response.status_code == 429:
+            assert_envelope(response, 429, "rate_limit_exceeded")
+            assert int(response.headers["retry-after"]) >= 1

@@ -1,0 +1,120 @@
+"""The command line: generate in-process, list models, fail fast when a model cannot load."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+
+def run_cli(*args: str, cache_dir: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = os.environ | {"PIXELSMITH_CACHE_DIR": str(cache_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "pixelsmith", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def test_generate_writes_files_and_prints_seeds(cache_dir: Path, tmp_path: Path):
+    output = tmp_path / "fox.webp"
+    result = run_cli(
+        "generate",
+        "a red fox",
+        "-o",
+        str(output),
+        "-n",
+        "2",
+        "--seed",
+        "7",
+        "--size",
+        "128x128",
+        "--model",
+        "tiny",
+        cache_dir=cache_dir,
+    )
+    assert result.returncode == 0, result.stderr
+    for index, seed in ((1, 7), (2, 8)):
+        path = tmp_path / f"fox-{index}.webp"
+        assert f"seed {seed}" in result.stdout and str(path) in result.stdout
+        with Image.open(path) as image:
+            assert image.format == "WEBP" and image.size == (128, 128)
+
+
+def test_generate_json_output_and_same_seed_same_file(cache_dir: Path, tmp_path: Path):
+    outputs = []
+    for name in ("a.png", "b.png"):
+        result = run_cli(
+            "generate",
+            "a cat",
+            "-o",
+            str(tmp_path / name),
+            "--seed",
+            "3",
+            "--json",
+            "--model",
+            "tiny",
+            cache_dir=cache_dir,
+        )
+        assert result.returncode == 0, result.stderr
+        summary = json.loads(result.stdout)
+        assert summary["images"][0]["seed"] == 3
+        outputs.append((tmp_path / name).read_bytes())
+    assert outputs[0] == outputs[1]
+
+
+def test_generate_reports_bad_parameters(cache_dir: Path, tmp_path: Path):
+    result = run_cli(
+        "generate",
+        "a cat",
+        "-o",
+        str(tmp_path / "x.png"),
+        "--size",
+        "999x999",
+        "--model",
+        "tiny",
+        cache_dir=cache_dir,
+    )
+    assert result.returncode == 1
+    assert "size must be" in result.stderr and "999x999" in result.stderr
+
+
+def test_models_lists_presets(cache_dir: Path):
+    result = run_cli("models", "--model", "tiny", "--json", cache_dir=cache_dir)
+    assert result.returncode == 0, result.stderr
+    (model,) = json.loads(result.stdout)["models"]
+    assert model["id"] == "tiny" and "gpt-image-1" in model["aliases"]
+    text = run_cli("models", cache_dir=cache_dir).stdout
+    assert "stabilityai/sd-turbo" in text and "Community License" in text
+
+
+def test_serve_fails_fast_when_the_default_model_cannot_be_downloaded(tmp_path: Path):
+    # conftest sends hub traffic to a closed port on this machine: like having no network.
+    started = time.monotonic()
+    result = run_cli("serve", "--port", "0", cache_dir=tmp_path, timeout=120)
+    assert time.monotonic() - started < 90
+    assert result.returncode == 1
+    assert "stabilityai/sd-turbo" in result.stderr
+    assert "--model tiny" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_invalid_settings_are_reported(tmp_path: Path):
+    result = run_cli("models", "--device", "tpu", cache_dir=tmp_path)
+    assert result.returncode == 2
+    assert "device" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "generate", "models"])
+def test_help_lists_settings_flags(command: str, tmp_path: Path):
+    result = run_cli(command, "--help", cache_dir=tmp_path)
+    assert result.returncode == 0
+    assert "--model" in result.stdout and "--cache-dir" in result.stdout

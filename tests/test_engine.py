@@ -1,0 +1,207 @@
+"""The engine on the tiny model: loading, devices, seeds, batching consistency, the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_settings
+
+from pixelsmith.engine import Engine, GenerationJob, GenerationOutput
+from pixelsmith.engine.devices import resolve_device, resolve_dtype
+from pixelsmith.engine.registry import ModelRegistry
+from pixelsmith.engine.tiny import ensure_tiny_model, tiny_model_dir
+from pixelsmith.engine.worker import PipelineWorker
+from pixelsmith.errors import ModelLoadError, ModelNotFoundError, RateLimitError
+from pixelsmith.settings import ModelConfig
+
+
+def job(**overrides) -> GenerationJob:
+    values = dict(
+        prompt="a cat", width=64, height=64, num_inference_steps=2, guidance_scale=0.0, seeds=(1,)
+    )
+    values.update(overrides)
+    return GenerationJob(**values)
+
+
+def test_tiny_model_is_a_real_diffusers_directory(cache_dir: Path):
+    directory = tiny_model_dir(cache_dir)
+    index = json.loads((directory / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionPipeline"
+    for part in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+        assert (directory / part).is_dir(), part
+    assert list((directory / "unet").glob("*.safetensors"))
+
+
+def test_tiny_model_build_is_deterministic_and_cached(tmp_path: Path, cache_dir: Path):
+    built = ensure_tiny_model(tmp_path)
+    assert ensure_tiny_model(tmp_path) == built  # second call reuses the cache
+    a = (built / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()
+    b = (tiny_model_dir(cache_dir) / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()
+    assert a == b
+
+
+def test_loaded_through_from_pretrained_on_cpu_in_fp32(tiny_engine: Engine):
+    loaded = tiny_engine.pipeline(tiny_engine.registry.default)
+    assert type(loaded.pipeline).__name__ == "StableDiffusionPipeline"
+    assert loaded.pipeline.vae_scale_factor == 8
+    assert loaded.device.type == "cpu"
+    assert loaded.dtype == torch.float32
+    assert loaded.pipeline.unet.dtype == torch.float32
+    assert loaded.accepts("negative_prompt")
+
+
+def test_device_and_dtype_resolution():
+    cpu = torch.device("cpu")
+    assert resolve_device("cpu") == cpu
+    assert resolve_dtype("auto", cpu) == torch.float32
+    assert resolve_dtype("bfloat16", cpu) == torch.bfloat16
+    assert resolve_dtype("auto", torch.device("mps")) == torch.float16
+    if not torch.cuda.is_available():
+        assert resolve_device("auto") in (cpu, torch.device("mps"))
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+def test_dtype_override_is_honoured(cache_dir: Path, tmp_path: Path):
+    settings = make_settings(
+        cache_dir, tmp_path, models=[ModelConfig(source="tiny", dtype="bfloat16")]
+    )
+    engine = Engine(settings)
+    engine.load()
+    assert engine.pipeline(engine.registry.default).pipeline.unet.dtype == torch.bfloat16
+
+
+def test_registry_maps_openai_names_and_own_ids():
+    registry = ModelRegistry(
+        [ModelConfig(source="tiny"), ModelConfig(source="tiny", id="other", aliases=["dall-e-3"])]
+    )
+    assert registry.resolve(None).id == "tiny"
+    assert registry.resolve("gpt-image-1").id == "tiny"
+    assert registry.resolve("dall-e-3").id == "other"
+    assert registry.resolve("other").id == "other"
+    with pytest.raises(ModelNotFoundError):
+        registry.resolve("gpt-image-7")
+    spec = registry.resolve("tiny")
+    assert spec.default_size in spec.sizes and spec.steps.low == 1
+
+
+def test_same_seed_same_pixels_and_batching_does_not_change_an_image(tiny_engine: Engine):
+    loaded = tiny_engine.pipeline(tiny_engine.registry.default)
+    guided = dict(guidance_scale=5.0, negative_prompt="dull")
+    alone = loaded.run(job(seeds=(11,), **guided))
+    again = loaded.run(job(seeds=(11,), **guided))
+    batch = loaded.run(job(seeds=(10, 11, 12), **guided))
+    pixels = [np.asarray(image, dtype=np.int16) for image in (alone.images[0], again.images[0])]
+    assert np.array_equal(pixels[0], pixels[1])
+    in_batch = np.asarray(batch.images[1], dtype=np.int16)
+    # Batched matmuls may round differently; allow a couple of 8-bit levels.
+    assert np.abs(in_batch - pixels[0]).max() <= 2
+    assert batch.seeds == (10, 11, 12) and len(batch.images) == 3
+    assert alone.prompt_tokens == 6  # "acat" + start and end tokens
+
+
+def test_load_failure_is_fast_and_explains_how_to_run_offline(tmp_path: Path):
+    # conftest points the hub at a closed local port, as on a machine with no network.
+    settings = make_settings(tmp_path, tmp_path / "images", model="stabilityai/sd-turbo")
+    started = time.monotonic()
+    with pytest.raises(ModelLoadError) as error:
+        Engine(settings).load()
+    assert time.monotonic() - started < 60
+    message = error.value.message
+    assert "stabilityai/sd-turbo" in message
+    assert "--model tiny" in message and "--offline" in message
+
+
+def test_offline_mode_never_contacts_the_hub(tmp_path: Path):
+    settings = make_settings(tmp_path, tmp_path / "images", model="someone/absent", offline=True)
+    with pytest.raises(ModelLoadError, match="offline mode is on"):
+        Engine(settings).load()
+
+
+class RecordingRunner:
+    """Stands in for a pipeline: records how many calls overlap."""
+
+    def __init__(self, seconds: float = 0.05) -> None:
+        self.seconds = seconds
+        self.active = 0
+        self.most_active = 0
+        self.ran: list[int] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, job: GenerationJob) -> GenerationOutput:
+        with self.lock:
+            self.active += 1
+            self.most_active = max(self.most_active, self.active)
+        time.sleep(self.seconds)
+        with self.lock:
+            self.active -= 1
+            self.ran.append(job.seeds[0])
+        return GenerationOutput(
+            images=[None], seeds=job.seeds, prompt_tokens=1, seconds=self.seconds
+        )
+
+
+def test_worker_never_runs_two_jobs_at_once():
+    runner = RecordingRunner()
+
+    async def scenario() -> None:
+        worker = PipelineWorker("test", runner, max_queue_size=16)
+        worker.start()
+        results = await asyncio.gather(*(worker.submit(job(seeds=(i,))) for i in range(6)))
+        assert [r.seeds[0] for r in results] == list(range(6))
+        await worker.stop()
+
+    asyncio.run(scenario())
+    assert runner.most_active == 1
+    assert sorted(runner.ran) == list(range(6))
+
+
+def test_full_queue_answers_429_and_cancelled_jobs_never_run():
+    runner = RecordingRunner(seconds=0.2)
+
+    async def scenario() -> None:
+        worker = PipelineWorker("test", runner, max_queue_size=2)
+        worker.start()
+        first = asyncio.create_task(worker.submit(job(seeds=(0,))))
+        await asyncio.sleep(0.05)  # job 0 is running, the queue is empty
+        waiting = [asyncio.create_task(worker.submit(job(seeds=(i,)))) for i in (1, 2)]
+        await asyncio.sleep(0)
+        with pytest.raises(RateLimitError) as error:
+            await worker.submit(job(seeds=(3,)))
+        assert error.value.status_code == 429
+        assert int(error.value.headers["retry-after"]) >= 1
+        waiting[0].cancel()  # the client went away before its turn
+        await first
+        assert (await waiting[1]).seeds == (2,)
+        await worker.stop()
+
+    asyncio.run(scenario())
+    assert runner.ran == [0, 2]
+
+
+def test_a_failing_job_does_not_stop_the_worker():
+    calls = []
+
+    def flaky(job: GenerationJob) -> GenerationOutput:
+        calls.append(job.seeds[0])
+        if job.seeds[0] == 0:
+            raise RuntimeError("boom")
+        return GenerationOutput(images=[None], seeds=job.seeds, prompt_tokens=1)
+
+    async def scenario() -> None:
+        worker = PipelineWorker("test", flaky, max_queue_size=4)
+        worker.start()
+        with pytest.raises(RuntimeError):
+            await worker.submit(job(seeds=(0,)))
+        assert (await worker.submit(job(seeds=(1,)))).seeds == (1,)
+        await worker.stop()
+
+    asyncio.run(scenario())
+    assert calls == [0, 1]

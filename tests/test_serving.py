@@ -1,0 +1,112 @@
+"""Request validation and parameter mapping, without HTTP."""
+
+from __future__ import annotations
+
+import pytest
+
+from pixelsmith.api.protocol import CreateImageRequest
+from pixelsmith.api.serving import ImageService
+from pixelsmith.api.usage import output_tokens_per_image
+from pixelsmith.errors import InvalidRequestError, ModelNotFoundError
+
+
+@pytest.fixture(scope="module")
+def service(tiny_engine, tiny_settings):
+    from pixelsmith.app import build_store
+
+    return ImageService(tiny_engine, build_store(tiny_settings))
+
+
+def prepare(service, **fields):
+    return service.prepare(CreateImageRequest(**({"prompt": "a cat"} | fields)))
+
+
+@pytest.mark.parametrize(
+    ("quality", "steps", "tier"),
+    [("low", 1, "low"), ("medium", 2, "medium"), ("auto", 2, "medium"), ("high", 4, "high")],
+)
+def test_quality_maps_to_the_models_steps(service, quality, steps, tier):
+    prepared = prepare(service, model="gpt-image-1", quality=quality)
+    assert prepared.job.num_inference_steps == steps
+    assert prepared.quality_tier == tier
+
+
+def test_dall_e_qualities(service):
+    assert prepare(service, model="dall-e-3", quality="hd").job.num_inference_steps == 4
+    assert prepare(service, model="dall-e-3", quality="standard").job.num_inference_steps == 2
+    assert prepare(service, model="tiny", quality="hd").quality_tier == "high"
+    with pytest.raises(InvalidRequestError) as error:
+        prepare(service, model="dall-e-2", quality="hd")
+    assert error.value.param == "quality" and "'standard'" in error.value.message
+
+
+def test_defaults_per_name(service):
+    gpt = prepare(service, model="gpt-image-1")
+    assert (gpt.size, gpt.response_format, gpt.output_format) == ("256x256", "b64_json", "png")
+    assert gpt.revised_prompt is None
+    assert prepare(service).spec.id == "tiny"  # no model: the default model, GPT image rules
+    dalle3 = prepare(service, model="dall-e-3")
+    assert (dalle3.size, dalle3.response_format) == ("1024x1024", "url")
+    assert dalle3.revised_prompt.startswith("a cat. Style: vivid")
+    assert dalle3.job.prompt == dalle3.revised_prompt  # the revised prompt is what runs
+    assert prepare(service, model="dall-e-2").size == "1024x1024"
+
+
+def test_style_on_gpt_names_only_when_asked(service):
+    prepared = prepare(service, model="gpt-image-1", style="natural")
+    assert "natural" in prepared.revised_prompt
+
+
+def test_seeds_explicit_and_random(service):
+    assert prepare(service, n=3, seed=41).job.seeds == (41, 42, 43)
+    first, second = prepare(service, n=2).job.seeds, prepare(service, n=2).job.seeds
+    assert first[1] == first[0] + 1 and first != second
+
+
+def test_extensions_override_presets(service):
+    prepared = prepare(service, num_inference_steps=7, guidance_scale=3.5, negative_prompt="fog")
+    assert prepared.job.num_inference_steps == 7
+    assert prepared.job.guidance_scale == 3.5
+    assert prepared.job.negative_prompt == "fog"
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"size": "1000x1000"}, "size"),
+        ({"size": "1024*1024"}, "size"),
+        ({"model": "dall-e-3", "n": 2}, "n"),
+        ({"model": "dall-e-3", "size": "auto"}, "size"),
+        ({"prompt": "   "}, "prompt"),
+        ({"model": "dall-e-3", "prompt": "x" * 4001}, "prompt"),
+        ({"output_format": "png", "output_compression": 10}, "output_compression"),
+        ({"background": "transparent"}, "background"),
+        ({"stream": True}, "stream"),
+        ({"num_inference_steps": 151}, "num_inference_steps"),
+    ],
+)
+def test_rejections_name_the_parameter(service, fields, param):
+    with pytest.raises(InvalidRequestError) as error:
+        prepare(service, **fields)
+    assert error.value.param == param
+    assert error.value.status_code == 400
+
+
+def test_size_message_lists_allowed_values(service):
+    with pytest.raises(InvalidRequestError) as error:
+        prepare(service, model="gpt-image-1", size="1000x1000")
+    message = error.value.message
+    assert "'1024x1024'" in message and "'auto'" in message and "gpt-image-1" in message
+    assert "1000x1000" in message
+
+
+def test_unknown_model(service):
+    with pytest.raises(ModelNotFoundError):
+        prepare(service, model="midjourney")
+
+
+def test_output_token_table():
+    assert output_tokens_per_image(1024, 1024, "low") == 272
+    assert output_tokens_per_image(1536, 1024, "medium") == 1568
+    assert output_tokens_per_image(1024, 1536, "high") == 6240
+    assert output_tokens_per_image(512, 512, "high") == 1040  # area-scaled
