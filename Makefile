@@ -15,7 +15,7 @@ ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.pixelsmith-installed
 
-.PHONY: install run test clean
+.PHONY: install run test lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,13 @@ install: $(STAMP)
 run: install
 	$(BIN)/pixelsmith serve $(ARGS)
 
-test: install
+test: install lint
 	$(BIN)/python -m pytest $(ARGS)
+
+lint: install
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
