@@ -70,6 +70,12 @@ def test_validation_errors_are_400_with_param(server, body, param, code):
     assert error["type"] == "invalid_request_error"
 
 
+def test_a_body_that_is_not_json_is_400(server):
+    response = httpx.post(f"{server.base_url}/v1/images/generations", data={"prompt": "cat"})
+    error = assert_envelope(response, 400, "invalid_type")
+    assert "application/json" in error["message"]
+
+
 def test_success_carries_request_id_and_json_type(server):
     response = httpx.get(f"{server.base_url}/v1/models")
     assert response.status_code == 200
@@ -129,3 +135,19 @@ def test_full_queue_is_429_with_retry_after(cache_dir: Path, tmp_path: Path):
         if response.status_code == 429:
             assert_envelope(response, 429, "rate_limit_exceeded")
             assert int(response.headers["retry-after"]) >= 1
+
+
+def test_open_server_without_keys_logs_a_warning(cache_dir: Path, tmp_path: Path, caplog):
+    # The test server itself still binds 127.0.0.1; the warning looks at the configured host.
+    settings = make_settings(cache_dir, tmp_path, host="0.0.0.0")
+    with caplog.at_level("WARNING", logger="pixelsmith"):
+        with RunningServer(create_app(settings)):
+            pass
+    assert any("No API keys are configured" in record.message for record in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="pixelsmith"):
+        with RunningServer(create_app(make_settings(cache_dir, tmp_path, api_keys="k"))):
+            pass
+        with RunningServer(create_app(make_settings(cache_dir, tmp_path))):
+            pass
+    assert not any("No API keys" in record.message for record in caplog.records)

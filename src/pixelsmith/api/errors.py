@@ -83,6 +83,13 @@ def _validation_error(error: dict[str, Any]) -> tuple[str, str | None, str]:
             param,
             f"{number}_above_max_value",
         )
+    if param is None and isinstance(value, bytes):
+        # FastAPI hands over the raw bytes when the body was not sent as JSON.
+        return (
+            "The request body must be a JSON object sent with Content-Type: application/json.",
+            None,
+            "invalid_type",
+        )
     if kind.endswith("_type") or kind.endswith("_parsing"):
         expected = kind.split("_")[0]
         noun = {
