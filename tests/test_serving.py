@@ -13,8 +13,9 @@ from pixelsmith.errors import InvalidRequestError, ModelNotFoundError
 @pytest.fixture(scope="module")
 def service(tiny_engine, tiny_settings):
     from pixelsmith.app import build_store
+    from pixelsmith.moderation import Moderator
 
-    return ImageService(tiny_engine, build_store(tiny_settings))
+    return ImageService(tiny_engine, build_store(tiny_settings), Moderator())
 
 
 def prepare(service, **fields):

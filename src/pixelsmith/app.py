@@ -19,6 +19,7 @@ from pixelsmith.api.errors import install_error_handlers
 from pixelsmith.api.middleware import RequestContextMiddleware
 from pixelsmith.api.serving import ImageService
 from pixelsmith.engine import Engine
+from pixelsmith.moderation import Moderator, build_moderator
 from pixelsmith.settings import Settings
 from pixelsmith.storage import ImageStore, LocalImageStore
 
@@ -57,9 +58,11 @@ def create_app(
     *,
     engine: Engine | None = None,
     store: ImageStore | None = None,
+    moderator: Moderator | None = None,
 ) -> FastAPI:
     """Build the ASGI app. An injected `engine` may already be loaded; otherwise it is built and
-    loaded at startup (which fails fast, with advice, when a model cannot be loaded)."""
+    loaded at startup (which fails fast, with advice, when a model cannot be loaded). The
+    moderator, unless injected, is built from settings at startup too."""
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
@@ -67,6 +70,11 @@ def create_app(
         the_engine: Engine = app.state.engine
         if not the_engine.loaded:
             await asyncio.to_thread(the_engine.load)
+        the_moderator = moderator
+        if the_moderator is None:
+            the_moderator = await asyncio.to_thread(build_moderator, settings)
+        app.state.image_service = ImageService(the_engine, app.state.image_store, the_moderator)
+        app.state.moderator = the_moderator
         await the_engine.start()
         if not app.state.api_keys.enabled and not is_loopback(settings.host):
             logger.warning(
@@ -94,7 +102,6 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine or Engine(settings)
     app.state.image_store = store or build_store(settings)
-    app.state.image_service = ImageService(app.state.engine, app.state.image_store)
     app.state.api_keys = APIKeyChecker(settings.accepted_api_keys())
     app.state.started_at = int(time.time())
 

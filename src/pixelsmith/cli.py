@@ -126,14 +126,17 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from pixelsmith.app import create_app
     from pixelsmith.engine import Engine
+    from pixelsmith.moderation import build_moderator
 
     engine = Engine(settings)
     try:
-        engine.load()  # before binding the port: a model that cannot load stops us here
+        # Before binding the port: a model that cannot load stops us here.
+        engine.load()
+        moderator = build_moderator(settings)
     except APIError as exc:
         print(f"pixelsmith: {exc.message}", file=sys.stderr)
         return 1
-    app = create_app(settings, engine=engine)
+    app = create_app(settings, engine=engine, moderator=moderator)
     shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     base = settings.public_base_url or f"http://{shown_host}:{settings.port}"
     print(f"pixelsmith {__version__}: OpenAI-compatible API at {base}/v1 (docs: {base}/docs)")
@@ -152,6 +155,7 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
     from pixelsmith.api.serving import ImageService
     from pixelsmith.app import build_store
     from pixelsmith.engine import Engine
+    from pixelsmith.moderation import build_moderator
 
     output = Path(args.output)
     output_format = args.output_format
@@ -177,13 +181,13 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
         return 2
 
     engine = Engine(settings, show_progress=True)
-    service = ImageService(engine, build_store(settings))
 
-    async def run() -> list[dict[str, Any]]:
+    async def run(service: ImageService) -> list[dict[str, Any]]:
         prepared = service.prepare(request)
+        verdict = await service.moderate_prompt(prepared, request_id="cli")
         await engine.start()
         try:
-            rendered, _ = await service.render(prepared)
+            rendered, _ = await service.render(prepared, verdict, request_id="cli")
         finally:
             await engine.stop()
         written = []
@@ -195,7 +199,8 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         engine.load()
-        written = asyncio.run(run())
+        service = ImageService(engine, build_store(settings), build_moderator(settings))
+        written = asyncio.run(run(service))
     except APIError as exc:
         print(f"pixelsmith: {exc.message}", file=sys.stderr)
         return 1

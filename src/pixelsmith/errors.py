@@ -2,6 +2,7 @@
 
     APIError                      500 server_error (base; never shows internals)
     +-- InvalidRequestError       400 invalid_request_error, `param` names the field
+    |   +-- ModerationBlockedError  400 moderation_blocked (content_policy_violation for dall-e)
     +-- AuthenticationError       401 invalid_api_key
     +-- PermissionDeniedError     403
     +-- NotFoundError             404
@@ -53,6 +54,39 @@ class APIError(Exception):
 class InvalidRequestError(APIError):
     status_code = 400
     error_type = "invalid_request_error"
+
+
+class ModerationBlockedError(InvalidRequestError):
+    """The safety system rejected a prompt (stage "input") or a generated image ("output").
+
+    GPT image names get gpt-image-1's shape, with coarse `moderation_details`; the dall-e names
+    get the legacy `content_policy_violation` shape that older clients look for.
+    """
+
+    def __init__(
+        self, *, stage: str, categories: list[str], request_id: str, legacy: bool = False
+    ) -> None:
+        if legacy:
+            super().__init__(LEGACY_POLICY_MESSAGES[stage], code="content_policy_violation")
+            return
+        super().__init__(
+            "Your request was rejected by the safety system. If you believe this is an error, "
+            f"contact the operator of this server and include the request ID {request_id}. "
+            f"safety_violations=[{', '.join(categories)}].",
+            code="moderation_blocked",
+            extra={"moderation_details": {"moderation_stage": stage, "categories": categories}},
+        )
+        self.error_type = "image_generation_user_error"
+
+
+LEGACY_POLICY_MESSAGES = {
+    "input": "Your request was rejected as a result of our safety system. Your prompt may contain "
+    "text that is not allowed by our safety system.",
+    "output": "Your request was rejected as a result of our safety system. Image descriptions "
+    "generated from your prompt may contain text that is not allowed by our safety system. If "
+    "you believe this was done in error, your request may succeed if retried, or by adjusting "
+    "your prompt.",
+}
 
 
 class AuthenticationError(APIError):

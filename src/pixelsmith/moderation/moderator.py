@@ -1,0 +1,107 @@
+"""The moderator: prompt checks before generation, image checks after, behind one interface."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from PIL import Image
+
+from pixelsmith.moderation.base import SEXUAL_SIGNAL, ModerationLevel, Verdict
+from pixelsmith.moderation.classifiers import ImageClassifier, TextClassifier
+from pixelsmith.moderation.rules import TermMatcher, default_matcher
+
+logger = logging.getLogger("pixelsmith.moderation")
+
+
+class Moderator:
+    """Layers, cheapest first: term rules over normalised prompt views, then optional text
+    classifiers (semantic concepts, transformers models); images go through the image
+    classifiers. A minor in the prompt plus any sexual signal, in the prompt or in an image,
+    is sexual/minors at every level."""
+
+    enabled = True
+
+    def __init__(
+        self,
+        *,
+        matcher: TermMatcher | None = None,
+        text_classifiers: Sequence[TextClassifier] = (),
+        image_classifiers: Sequence[ImageClassifier] = (),
+    ) -> None:
+        self.matcher = matcher or default_matcher()
+        self.text_classifiers = list(text_classifiers)
+        self.image_classifiers = list(image_classifiers)
+
+    def describe(self) -> str:
+        layers = ["rules"] + [c.name for c in self.text_classifiers]
+        images = [c.name for c in self.image_classifiers] or ["none"]
+        return f"prompts: {', '.join(layers)}; images: {', '.join(images)}"
+
+    def check_prompt(self, prompt: str, level: ModerationLevel) -> Verdict:
+        verdict = Verdict(stage="input", level=level)
+        rules = self.matcher.match(prompt)
+        verdict.mentions_minor = rules.mentions_minor
+        for term in rules.terms:
+            category, _, _ = term.partition(":")
+            verdict.raise_score(category, rules.scores[category], f"rule {term}")
+        for classifier in self.text_classifiers:
+            for category, score in classifier.scores(prompt).items():
+                verdict.raise_score(category, score, f"{classifier.name} {category}={score:.2f}")
+        self._apply_minors_rule(verdict, verdict.scores.get("sexual", 0.0), "prompt")
+        self._log(verdict)
+        return verdict
+
+    def check_images(
+        self, images: Sequence[Image.Image], level: ModerationLevel, prompt: Verdict | None = None
+    ) -> Verdict:
+        """One verdict for a set of images: blocked if any image is."""
+        verdict = Verdict(stage="output", level=level)
+        verdict.mentions_minor = bool(prompt and prompt.mentions_minor)
+        for classifier in self.image_classifiers:
+            for index, scores in enumerate(classifier.scores(list(images))):
+                for category, score in scores.items():
+                    why = f"{classifier.name} image {index} {category}={score:.2f}"
+                    verdict.raise_score(category, score, why)
+        self._apply_minors_rule(verdict, verdict.scores.get("sexual", 0.0), "image")
+        self._log(verdict)
+        return verdict
+
+    @staticmethod
+    def _apply_minors_rule(verdict: Verdict, sexual: float, where: str) -> None:
+        if verdict.mentions_minor and sexual >= SEXUAL_SIGNAL:
+            verdict.raise_score("sexual/minors", 1.0, f"minor in prompt + sexual signal in {where}")
+
+    @staticmethod
+    def _log(verdict: Verdict) -> None:
+        # Decisions and scores only: never images, and never the prompt text itself.
+        if verdict.blocked:
+            logger.info(
+                "moderation blocked stage=%s level=%s categories=%s scores=%s evidence=%s",
+                verdict.stage, verdict.level, verdict.categories, verdict.scores, verdict.evidence,
+            )  # fmt: skip
+        else:
+            logger.debug(
+                "moderation passed stage=%s level=%s scores=%s",
+                verdict.stage, verdict.level, verdict.scores,
+            )  # fmt: skip
+
+
+class DisabledModerator(Moderator):
+    """Moderation turned off by the operator: every check passes."""
+
+    enabled = False
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def describe(self) -> str:
+        return "disabled"
+
+    def check_prompt(self, prompt: str, level: ModerationLevel) -> Verdict:
+        return Verdict(stage="input", level=level)
+
+    def check_images(
+        self, images: Sequence[Image.Image], level: ModerationLevel, prompt: Verdict | None = None
+    ) -> Verdict:
+        return Verdict(stage="output", level=level)

@@ -1,0 +1,108 @@
+"""Prompt normalisation against evasion: every prompt becomes a few "views" to match terms on.
+
+Views, each lower-cased ASCII-ish text with word boundaries kept:
+  * folded: NFKC (full-width and mathematical letters), invisible and bidi characters removed,
+    combining marks (zalgo, accents) removed, look-alike letters from other scripts folded to
+    the Latin letter they imitate (Unicode's confusables data).
+  * transliterated: `unidecode` of the folded text (other scripts spelled in Latin letters).
+  * leet-decoded: digits and symbols read as letters (n00d -> nood, s3x -> sex), two ways for
+    "1" (i and l).
+In every view, runs of single characters split by spaces or punctuation are joined
+("n u d e", "n.u.d.e" -> "nude"), and such runs are also searched without word boundaries
+(rules.py). Repeated letters ("nuuude") are collapsed on both the view and the term side.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from functools import cache
+from importlib.resources import files
+
+from unidecode import unidecode
+
+_LEET = {
+    "0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g",
+    "@": "a", "$": "s", "!": "i", "|": "l", "+": "t", "€": "e", "£": "l",
+}  # fmt: skip
+_LEET_L = _LEET | {"1": "l"}
+# Separators an evader puts between letters; apostrophes are left alone ("don't").
+_SPACED_LETTERS = re.compile(r"(?<![\w])(?:\w[\s.\-_*~·•,/\\|]+){2,}\w(?![\w])")
+_SEPARATOR = re.compile(r"[\s.\-_*~·•,/\\|]+")
+_REPEATS = re.compile(r"(.)\1+")
+
+
+@cache
+def _homoglyph_map() -> dict[int, str]:
+    """Non-ASCII characters that look like an ASCII letter or digit, mapped to it."""
+    data = json.loads(
+        files("confusable_homoglyphs").joinpath("confusables.json").read_text(encoding="utf-8")
+    )
+    table: dict[int, str] = {}
+    for char, glyphs in data.items():
+        if len(char) != 1 or char.isascii():
+            continue
+        targets = [
+            g["c"] for g in glyphs if len(g["c"]) == 1 and g["c"].isascii() and g["c"].isalnum()
+        ]
+        if targets:
+            # Prefer lower-case letters: prompts are case-folded afterwards anyway.
+            table[ord(char)] = sorted(targets, key=lambda c: (not c.islower(), c))[0].lower()
+    return table
+
+
+def fold(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text)
+    # Cf: zero-width spaces and joiners, bidi controls, soft hyphens and other invisibles.
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    text = unicodedata.normalize("NFD", text)
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Mn")
+    text = unicodedata.normalize("NFC", text).casefold()
+    return text.translate(_homoglyph_map())
+
+
+def join_spaced_letters(text: str) -> str:
+    return _SPACED_LETTERS.sub(lambda match: _SEPARATOR.sub("", match.group(0)), text)
+
+
+def spaced_runs(text: str) -> list[str]:
+    """Runs of letters split one by one ("a n u d e w o m a n"), squashed ("anudewoman").
+
+    Word boundaries inside such a run are lost, so terms are looked for anywhere in it; the
+    spacing itself shows the intent to evade.
+    """
+    return [_SEPARATOR.sub("", match.group(0)) for match in _SPACED_LETTERS.finditer(text)]
+
+
+def collapse_repeats(text: str) -> str:
+    return _REPEATS.sub(r"\1", text)
+
+
+def _decode_leet(text: str, table: dict[str, str]) -> str:
+    # Only inside words: "5 cats" keeps its number, "s3x" becomes "sex".
+    return re.sub(
+        r"\S+",
+        lambda m: (
+            "".join(table.get(ch, ch) for ch in m.group(0))
+            if any(ch.isalpha() for ch in m.group(0))
+            else m.group(0)
+        ),
+        text,
+    )
+
+
+def views(text: str) -> list[str]:
+    """Distinct normalised views of `text` to match terms against."""
+    folded = fold(text)
+    candidates = [folded, unidecode(folded).lower()]
+    candidates += [
+        _decode_leet(view, table) for view in candidates[:2] for table in (_LEET, _LEET_L)
+    ]
+    # Spaced letters are often also leet ("n 0 d e"): decode after joining too.
+    joined = [join_spaced_letters(view) for view in candidates]
+    candidates += joined + [_decode_leet(view, _LEET) for view in joined]
+    seen: dict[str, None] = {}
+    for view in candidates:
+        seen.setdefault(view, None)
+    return list(seen)
