@@ -2,14 +2,17 @@
 #   make run    install into .venv and serve the API (ARGS="--model tiny" to run offline)
 #   make test   install into .venv and run the whole test suite
 #
-# torch is installed first, pinned, so that pip never resolves a newer (multi-GB CUDA) build
-# on its own. Where no GPU is present elsewhere, pick PyTorch's CPU wheels with
-#   make run TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# torch is installed first, pinned, so that pip never resolves a newer build on its own. With
+# no NVIDIA GPU (no nvidia-smi) the CPU build is taken: from a local wheel or pip's configured
+# index when one offers it, else from PyTorch's CPU index; never the multi-GB CUDA build.
+# Override with e.g. `make run TORCH=torch==2.13.0` (CUDA) or TORCH_INDEX_URL=...
 
 PYTHON ?= python3
 VENV ?= .venv
-TORCH ?= torch==2.13.0
-TORCH_INDEX_URL ?=
+TORCH_VERSION ?= 2.13.0
+HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo yes)
+TORCH ?= $(if $(HAS_GPU),torch==$(TORCH_VERSION),torch==$(TORCH_VERSION)+cpu)
+TORCH_INDEX_URL ?= $(if $(HAS_GPU),,https://download.pytorch.org/whl/cpu)
 ARGS ?=
 
 BIN := $(VENV)/bin
@@ -21,7 +24,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install "$(TORCH)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
+	$(BIN)/python -m pip install "$(TORCH)" \
+		|| $(BIN)/python -m pip install "$(TORCH)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	$(BIN)/python -m pip install -e ".[moderation,dev]"
 	touch $(STAMP)
 

@@ -35,6 +35,7 @@ def assert_envelope(response: httpx.Response, status: int, code: str | None = No
         ("DELETE", "/v1/models", 405, "method_not_allowed"),
         ("GET", "/v1/images/generations", 405, "method_not_allowed"),
         ("GET", "/v1/models/not-a-model", 404, "model_not_found"),
+        ("GET", "/v1/models/", 404, "unknown_url"),
         ("GET", "/v1/images/files/abc.png", 403, "invalid_image_url"),
     ],
 )
@@ -55,6 +56,7 @@ def test_routing_errors(server, method, path, status, code):
         (b'{"prompt": "x", "size": 1024}', "size", "invalid_type"),
         (b'{"prompt": "x", "n": 0}', "n", "integer_below_min_value"),
         (b'{"prompt": "x", "guidance_scale": -1}', "guidance_scale", "decimal_below_min_value"),
+        (b'{"prompt": "x", "guidance_scale": true}', "guidance_scale", "invalid_type"),
         (b'{"prompt": "x", "quality": "ultra"}', "quality", "invalid_value"),
         (b'{"prompt": "x", "colour": "red"}', "colour", "unknown_parameter"),
     ],
@@ -106,6 +108,7 @@ def test_internal_errors_say_nothing_internal_and_the_server_keeps_serving(
             assert "secret" not in str(error.value.body)
             assert error.value.request_id.startswith("req_")
             assert error.value.request_id in error.value.message
+            assert error.value.response.headers["x-should-retry"] == "false"
             assert len(client.images.generate(prompt="fine", size="64x64").data) == 1
 
 
@@ -151,3 +154,46 @@ def test_open_server_without_keys_logs_a_warning(cache_dir: Path, tmp_path: Path
         with RunningServer(create_app(make_settings(cache_dir, tmp_path))):
             pass
     assert not any("No API keys" in record.message for record in caplog.records)
+
+
+def test_a_request_whose_client_left_is_never_run(cache_dir: Path, tmp_path: Path):
+    settings = make_settings(cache_dir, tmp_path)
+    engine = Engine(settings)
+    engine.load()
+    loaded = engine.pipeline(engine.registry.default)
+    real_run = loaded.run
+    ran: list[str] = []
+
+    def slow_run(job: GenerationJob):
+        ran.append(job.prompt)
+        time.sleep(1.5)
+        return real_run(job)
+
+    loaded.run = slow_run  # type: ignore[method-assign]
+    with RunningServer(create_app(settings, engine=engine)) as running:
+        url = f"{running.base_url}/v1/images/generations"
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            first = pool.submit(
+                httpx.post, url, json={"prompt": "first", "size": "64x64"}, timeout=30
+            )
+            time.sleep(0.5)  # "first" is running; the next request has to wait in the queue
+            with pytest.raises(httpx.ReadTimeout):
+                httpx.post(url, json={"prompt": "impatient", "size": "64x64"}, timeout=0.5)
+            assert first.result().status_code == 200
+        last = httpx.post(url, json={"prompt": "last", "size": "64x64"}, timeout=30)
+        assert last.status_code == 200
+    assert ran == ["first", "last"]
+
+
+def test_auth_is_checked_before_the_body(cache_dir: Path, tmp_path: Path):
+    settings = make_settings(cache_dir, tmp_path, api_keys="sk-right")
+    with RunningServer(create_app(settings)) as running:
+        response = httpx.post(
+            f"{running.base_url}/v1/images/generations",
+            content=b"{not json",
+            headers={"content-type": "application/json"},
+        )
+        assert_envelope(response, 401, "invalid_api_key")
+        # Signed image URLs stay reachable without a key (their signature is the key).
+        files = httpx.get(f"{running.base_url}/v1/images/files/x.png?expires=1&signature=0")
+        assert_envelope(files, 403, "invalid_image_url")

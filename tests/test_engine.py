@@ -88,6 +88,10 @@ def test_registry_maps_openai_names_and_own_ids():
     assert registry.resolve("other").id == "other"
     with pytest.raises(ModelNotFoundError):
         registry.resolve("gpt-image-7")
+    # A model whose own id is an OpenAI name keeps it; the default model takes the rest.
+    named = ModelRegistry([ModelConfig(source="tiny"), ModelConfig(source="tiny", id="dall-e-3")])
+    assert named.resolve("dall-e-3").id == "dall-e-3"
+    assert named.resolve("dall-e-2").id == "tiny"
     spec = registry.resolve("tiny")
     assert spec.default_size in spec.sizes and spec.steps.low == 1
 
@@ -119,7 +123,13 @@ def test_load_failure_is_fast_and_explains_how_to_run_offline(tmp_path: Path):
     assert "--model tiny" in message and "--offline" in message
 
 
-def test_offline_mode_never_contacts_the_hub(tmp_path: Path):
+def test_offline_mode_never_contacts_the_hub(tmp_path: Path, monkeypatch):
+    import huggingface_hub
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("offline mode contacted the hub")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", no_network)
     settings = make_settings(tmp_path, tmp_path / "images", model="someone/absent", offline=True)
     with pytest.raises(ModelLoadError, match="offline mode is on"):
         Engine(settings).load()

@@ -43,6 +43,24 @@ def test_names_outside_the_pattern_are_refused(tmp_path: Path, name: str):
     assert error.value.code == "invalid_image_url"
 
 
+@pytest.mark.parametrize(
+    ("expires", "signature"),
+    [("²", "0" * 64), ("9" * 5000, "0" * 64), ("1", "é"), ("1", "0" * 63), ("-1", "0" * 64)],
+)
+def test_malformed_queries_are_refused_not_crashed(tmp_path: Path, expires, signature):
+    store = LocalImageStore(tmp_path, ttl_seconds=60)
+    stored = store.save(b"x", "png")
+    with pytest.raises(InvalidImageURL) as error:
+        store.open_verified(stored.name, expires, signature)
+    assert error.value.code == "invalid_image_url"
+
+
+def test_a_short_signing_key_file_is_refused(tmp_path: Path):
+    (tmp_path / ".signing-key").write_text("")
+    with pytest.raises(ValueError, match="shorter than"):
+        LocalImageStore(tmp_path, ttl_seconds=60)
+
+
 def test_expired_url_is_refused(tmp_path: Path):
     store = LocalImageStore(tmp_path, ttl_seconds=60)
     stored = store.save(b"x", "webp")

@@ -13,8 +13,8 @@ from typing import Any
 from fastapi import FastAPI
 
 from pixelsmith import __version__
-from pixelsmith.api import images, models
-from pixelsmith.api.auth import APIKeyChecker
+from pixelsmith.api import images, models, moderations
+from pixelsmith.api.auth import APIKeyChecker, APIKeyMiddleware
 from pixelsmith.api.errors import install_error_handlers
 from pixelsmith.api.middleware import RequestContextMiddleware
 from pixelsmith.api.serving import ImageService
@@ -106,10 +106,13 @@ def create_app(
     app.state.started_at = int(time.time())
 
     install_error_handlers(app)
+    # Added last = outermost: every response, the 401s included, gets its x-request-id.
+    app.add_middleware(APIKeyMiddleware, checker=app.state.api_keys)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(images.router)
     app.include_router(images.files_router)
     app.include_router(models.router)
+    app.include_router(moderations.router)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, Any]:

@@ -112,7 +112,6 @@ class ModelNotFoundError(NotFoundError):
         super().__init__(
             f"The model `{model}` does not exist or you do not have access to it. "
             f"Available models: {', '.join(known)}.",
-            param="model",
         )
 
 

@@ -1,12 +1,16 @@
-"""Bearer-key authentication for the /v1 API."""
+"""Bearer-key authentication for the /v1 API, checked before a request body is even read."""
 
 from __future__ import annotations
 
 import hmac
 
-from fastapi import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from pixelsmith.api.responses import JSONResponse
 from pixelsmith.errors import AuthenticationError
+
+# Signed image URLs carry their own authorisation and are opened by browsers without a key.
+PUBLIC_PREFIXES = ("/v1/images/files/",)
 
 
 class APIKeyChecker:
@@ -39,7 +43,28 @@ class APIKeyChecker:
             raise AuthenticationError(f"Incorrect API key provided: {masked}.")
 
 
-async def require_api_key(request: Request) -> None:
-    """FastAPI dependency for every /v1 route."""
-    checker: APIKeyChecker = request.app.state.api_keys
-    checker.check(request.headers.get("authorization"))
+class APIKeyMiddleware:
+    """Rejects unauthenticated /v1 requests with 401 before routing, so that a client without
+    a valid key learns that first, not that its body was malformed."""
+
+    def __init__(self, app: ASGIApp, checker: APIKeyChecker) -> None:
+        self.app = app
+        self.checker = checker
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if (
+            scope["type"] == "http"
+            and self.checker.enabled
+            and path.startswith("/v1/")
+            and not path.startswith(PUBLIC_PREFIXES)
+        ):
+            headers = dict(scope.get("headers", []))
+            raw = headers.get(b"authorization")
+            try:
+                self.checker.check(raw.decode("latin-1") if raw is not None else None)
+            except AuthenticationError as exc:
+                response = JSONResponse(exc.to_body(), status_code=exc.status_code)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

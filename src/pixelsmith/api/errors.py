@@ -37,10 +37,29 @@ def _describe_type(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
+# Union members appear in pydantic locations as type tags ("float", "list[str]", class names).
+_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
+
+
+def _param_name(location: tuple[Any, ...] | list[Any]) -> str | None:
+    """`("body", "input", 0, "image_url", "url")` -> "input[0].image_url.url"."""
+    name = ""
+    for part in location:
+        if part == "body":
+            continue
+        if isinstance(part, int):
+            name += f"[{part}]"
+            continue
+        text = str(part)
+        if text in _TYPE_TAGS or "[" in text or text[:1].isupper():
+            continue
+        name += f".{text}" if name else text
+    return name or None
+
+
 def _validation_error(error: dict[str, Any]) -> tuple[str, str | None, str]:
     """(message, param, code) for one pydantic error, worded like OpenAI's."""
-    location = [str(part) for part in error.get("loc", ()) if part != "body"]
-    param = ".".join(location) or None
+    param = _param_name(error.get("loc", ()))
     kind = error.get("type", "")
     context = error.get("ctx") or {}
     value = error.get("input")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable
+from typing import TypeVar
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
+from starlette.responses import Response
 
-from pixelsmith.api.auth import require_api_key
 from pixelsmith.api.protocol import CreateImageRequest, ImagesResponse
 from pixelsmith.api.responses import JSONResponse
 from pixelsmith.api.serving import ImageService
@@ -16,10 +19,41 @@ from pixelsmith.imaging import MEDIA_TYPES
 from pixelsmith.storage import ImageStore
 from pixelsmith.storage.local import InvalidImageURL
 
-router = APIRouter(dependencies=[Depends(require_api_key)])
+router = APIRouter()
 # Signed image URLs carry their own authorisation (the signature) and are opened by browsers
-# and download tools that hold no API key.
+# and download tools that hold no API key (see auth.PUBLIC_PREFIXES).
 files_router = APIRouter()
+
+T = TypeVar("T")
+# nginx's code for "client closed request"; nobody reads it, but the access log does.
+CLIENT_CLOSED_REQUEST = 499
+
+
+class ClientDisconnected(Exception):
+    pass
+
+
+async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """Await `work`, cancelling it if the client goes away first. Starlette does not cancel a
+    route when its client disconnects; without this, a job whose caller gave up (or timed out
+    and retried) would still be queued and run."""
+    task = asyncio.ensure_future(work)
+
+    async def watch() -> None:
+        # The body has been read, so the next message is the disconnect (or never comes).
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        task.cancel()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if watcher.done():
+            raise ClientDisconnected from None
+        raise
+    finally:
+        watcher.cancel()
 
 
 def public_base_url(request: Request) -> str:
@@ -31,14 +65,17 @@ def public_base_url(request: Request) -> str:
     "/v1/images/generations",
     name="create_image",
     response_model=ImagesResponse,
-    response_model_exclude_none=True,
 )
-async def create_image(body: CreateImageRequest, request: Request) -> JSONResponse:
+async def create_image(body: CreateImageRequest, request: Request) -> Response:
     """Create images from a prompt (OpenAI `images.generate`)."""
     service: ImageService = request.app.state.image_service
-    response = await service.create_image(
+    work = service.create_image(
         body, base_url=public_base_url(request), request_id=request.state.request_id
     )
+    try:
+        response = await cancel_on_disconnect(request, work)
+    except ClientDisconnected:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
     return JSONResponse(response.model_dump(exclude_none=True))
 
 

@@ -59,6 +59,9 @@ class RequestContextMiddleware:
                     "status": 500,
                     "headers": [
                         (b"content-type", b"application/json"),
+                        # The clients retry 5xx twice; a failed generation is not worth
+                        # running three times.
+                        (b"x-should-retry", b"false"),
                         (b"content-length", str(len(body)).encode()),
                     ],
                 }

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pixelsmith.api.auth import require_api_key
 from pixelsmith.api.protocol import ModelCard, ModelList
 from pixelsmith.api.responses import JSONResponse
 from pixelsmith.engine import Engine
 from pixelsmith.errors import ModelNotFoundError
 
-router = APIRouter(dependencies=[Depends(require_api_key)])
+router = APIRouter()
 
 
 def model_cards(engine: Engine, created: int) -> list[ModelCard]:
@@ -37,6 +37,8 @@ async def list_models(request: Request) -> JSONResponse:
 # decodes them before routing.
 @router.get("/v1/models/{model_id:path}", name="retrieve_model", response_model=ModelCard)
 async def retrieve_model(model_id: str, request: Request) -> JSONResponse:
+    if not model_id:
+        raise StarletteHTTPException(404)  # "/v1/models/" names no model: an unknown URL
     cards = model_cards(request.app.state.engine, request.app.state.started_at)
     for card in cards:
         if card.id == model_id:

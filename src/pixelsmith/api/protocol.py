@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 Quality = Literal["auto", "low", "medium", "high", "standard", "hd"]
 Background = Literal["transparent", "opaque", "auto"]
@@ -92,7 +92,7 @@ class CreateImageRequest(BaseModel):
         ge=1,
         description="pixelsmith extension. Denoising steps; overrides the steps chosen by quality.",
     )
-    guidance_scale: float | None = Field(
+    guidance_scale: StrictFloat | StrictInt | None = Field(
         default=None,
         ge=0.0,
         le=50.0,
@@ -149,3 +149,48 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+# --- Moderations API ------------------------------------------------------------------------
+
+
+class ModerationImageURL(BaseModel):
+    url: StrictStr = Field(description="A data: URL (base64 PNG, JPEG or WebP).")
+
+
+class ModerationTextPart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["text"]
+    text: StrictStr
+
+
+class ModerationImagePart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["image_url"]
+    image_url: ModerationImageURL
+
+
+class CreateModerationRequest(BaseModel):
+    """Body of `POST /v1/moderations`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: StrictStr | list[StrictStr] | list[ModerationTextPart | ModerationImagePart] = Field(
+        description="Text, a list of texts, or a list of text and image_url parts."
+    )
+    model: StrictStr | None = Field(
+        default=None, description="Accepted and echoed; pixelsmith has one moderator."
+    )
+
+
+class ModerationResult(BaseModel):
+    flagged: bool
+    categories: dict[str, bool]
+    category_scores: dict[str, float]
+    category_applied_input_types: dict[str, list[str]]
+
+
+class ModerationResponse(BaseModel):
+    id: str
+    model: str
+    results: list[ModerationResult]

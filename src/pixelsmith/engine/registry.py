@@ -73,7 +73,10 @@ class ModelRegistry:
     def __init__(self, configs: list[ModelConfig], *, device: str = "auto", dtype: str = "auto"):
         if not configs:
             raise ValueError("at least one model must be configured")
-        claimed = {alias for config in configs for alias in (config.aliases or [])}
+        # Names taken explicitly, by an id or an alias, are not handed to the default model.
+        claimed = {
+            name for config in configs for name in (config.model_id, *(config.aliases or []))
+        }
         self.specs: list[ModelSpec] = []
         for index, config in enumerate(configs):
             aliases = list(config.aliases or [])

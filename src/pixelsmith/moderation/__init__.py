@@ -86,11 +86,7 @@ def _text_classifiers(settings: Settings) -> list[TextClassifier]:
                 "(pip install 'pixelsmith[moderation]'); term rules still apply"
             )
     if settings.moderation_text_classifier:
-        classifiers.append(
-            TransformersTextClassifier(
-                settings.moderation_text_classifier, local_files_only=settings.offline
-            )
-        )
+        classifiers.append(TransformersTextClassifier(settings.moderation_text_classifier))
     return classifiers
 
 
@@ -110,4 +106,4 @@ def _image_classifiers(settings: Settings) -> list[ImageClassifier]:
                 "(pip install 'pixelsmith[moderation]'; NudeNet is AGPL-3.0)"
             )
             return []
-    return [TransformersImageClassifier(choice, local_files_only=settings.offline)]
+    return [TransformersImageClassifier(choice)]

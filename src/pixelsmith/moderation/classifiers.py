@@ -88,7 +88,7 @@ class NudeNetClassifier:
 class TransformersImageClassifier:
     """Any transformers image-classification model (e.g. Falconsai/nsfw_image_detection)."""
 
-    def __init__(self, model: str, *, local_files_only: bool) -> None:
+    def __init__(self, model: str) -> None:
         from transformers import pipeline
 
         self.name = model
@@ -96,7 +96,6 @@ class TransformersImageClassifier:
             "image-classification",
             model=model,
             device=-1,
-            model_kwargs={"local_files_only": local_files_only},
         )
 
     def scores(self, images: list[Image.Image]) -> list[dict[str, float]]:
@@ -107,7 +106,7 @@ class TransformersImageClassifier:
 class TransformersTextClassifier:
     """Any transformers text-classification model (e.g. KoalaAI/Text-Moderation)."""
 
-    def __init__(self, model: str, *, local_files_only: bool) -> None:
+    def __init__(self, model: str) -> None:
         from transformers import pipeline
 
         self.name = model
@@ -115,7 +114,6 @@ class TransformersTextClassifier:
             "text-classification",
             model=model,
             device=-1,
-            model_kwargs={"local_files_only": local_files_only},
         )
 
     def scores(self, text: str) -> dict[str, float]:

@@ -22,6 +22,9 @@ from urllib.parse import urlencode
 logger = logging.getLogger(__name__)
 
 NAME_PATTERN = re.compile(r"^[0-9a-f]{32}\.(png|jpeg|webp)$")
+EXPIRES_PATTERN = re.compile(r"^[0-9]{1,12}$")
+SIGNATURE_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+MIN_KEY_BYTES = 32
 SIGNING_KEY_FILE = ".signing-key"
 
 
@@ -29,10 +32,6 @@ SIGNING_KEY_FILE = ".signing-key"
 class StoredImage:
     name: str
     expires_at: int
-
-    @property
-    def extension(self) -> str:
-        return self.name.rsplit(".", 1)[1]
 
 
 class InvalidImageURL(Exception):
@@ -67,16 +66,35 @@ class LocalImageStore:
         self._key = signing_key or self._persistent_key()
 
     def _persistent_key(self) -> bytes:
-        """A random key kept beside the images, so URLs stay valid across restarts."""
+        """A random key kept beside the images, so URLs stay valid across restarts.
+
+        Written to a private temp file and linked into place, so two processes sharing the
+        directory agree on one key and never read a half-written one.
+        """
         path = self.directory / SIGNING_KEY_FILE
-        try:
-            return bytes.fromhex(path.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            key = secrets.token_bytes(32)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        for _ in range(2):
+            try:
+                key = bytes.fromhex(path.read_text().strip())
+            except FileNotFoundError:
+                pass
+            else:
+                if len(key) < MIN_KEY_BYTES:
+                    raise ValueError(
+                        f"{path} holds a signing key shorter than {MIN_KEY_BYTES} bytes; "
+                        "delete it to have a new one made"
+                    )
+                return key
+            temporary = self.directory / f".signing-key.{secrets.token_hex(8)}"
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as handle:
-                handle.write(key.hex())
-            return key
+                handle.write(secrets.token_bytes(MIN_KEY_BYTES).hex())
+            try:
+                os.link(temporary, path)  # fails if another process got there first
+            except FileExistsError:
+                pass
+            finally:
+                temporary.unlink()
+        raise RuntimeError(f"could not create or read {path}")
 
     def _signature(self, name: str, expires: int) -> str:
         return hmac.new(self._key, f"{name}:{expires}".encode(), hashlib.sha256).hexdigest()
@@ -101,10 +119,14 @@ class LocalImageStore:
 
     def open_verified(self, name: str, expires: str, signature: str) -> Path:
         """Return the file for a URL, or raise InvalidImageURL."""
-        if not NAME_PATTERN.match(name) or not expires.isdigit():
+        if not (
+            NAME_PATTERN.match(name)
+            and EXPIRES_PATTERN.match(expires)
+            and SIGNATURE_PATTERN.match(signature)
+        ):
             raise InvalidImageURL("Invalid image URL.", "invalid_image_url")
         expected = self._signature(name, int(expires))
-        if not hmac.compare_digest(expected, signature):
+        if not hmac.compare_digest(expected.encode(), signature.encode()):
             raise InvalidImageURL("Invalid image URL signature.", "invalid_signature")
         if int(expires) < time.time():
             raise InvalidImageURL(

@@ -1,0 +1,110 @@
+"""`POST /v1/moderations`: the same moderator that guards image generation, in OpenAI's shape,
+for agents that want to check a prompt before they send it."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import io
+import secrets
+
+from fastapi import APIRouter, Request
+from PIL import Image
+
+from pixelsmith.api.protocol import (
+    CreateModerationRequest,
+    ModerationImagePart,
+    ModerationResponse,
+    ModerationResult,
+)
+from pixelsmith.api.responses import JSONResponse
+from pixelsmith.errors import InvalidRequestError
+from pixelsmith.moderation import Moderator, Verdict
+
+router = APIRouter()
+
+# Every category of OpenAI's omni-moderation model, so clients find all the keys they expect.
+OPENAI_CATEGORIES = (
+    "harassment", "harassment/threatening", "hate", "hate/threatening", "illicit",
+    "illicit/violent", "self-harm", "self-harm/intent", "self-harm/instructions", "sexual",
+    "sexual/minors", "violence", "violence/graphic",
+)  # fmt: skip
+MODEL_NAME = "pixelsmith-moderation"
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+
+
+def _decode_data_url(url: str, index: int) -> Image.Image:
+    param = f"input[{index}].image_url.url"
+    header, _, data = url.partition(",")
+    if not header.startswith("data:") or not header.endswith(";base64") or not data:
+        raise InvalidRequestError(
+            "Only base64 data: URLs (data:image/png;base64,...) are supported for images.",
+            param=param,
+            code="invalid_image_url",
+        )
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequestError(
+            "The image data URL is not valid base64.", param=param, code="invalid_image_url"
+        ) from None
+    if len(raw) > MAX_IMAGE_BYTES:
+        raise InvalidRequestError(
+            "The image is larger than 20 MB.", param=param, code="image_too_large"
+        )
+    try:
+        image = Image.open(io.BytesIO(raw))
+        if image.format not in ("PNG", "JPEG", "WEBP"):
+            raise ValueError(image.format)
+        image.load()
+    except Exception:  # Pillow raises many types for bad data; all mean "not an image we take"
+        raise InvalidRequestError(
+            "The image must be a PNG, JPEG or WebP file.", param=param, code="invalid_image_format"
+        ) from None
+    return image
+
+
+def _result(verdict: Verdict, input_types: list[str]) -> ModerationResult:
+    flagged = set(verdict.categories)
+    scores = {name: float(verdict.scores.get(name, 0.0)) for name in OPENAI_CATEGORIES}
+    return ModerationResult(
+        flagged=bool(flagged),
+        categories={name: name in flagged for name in OPENAI_CATEGORIES},
+        category_scores=scores,
+        category_applied_input_types={name: input_types for name in OPENAI_CATEGORIES},
+    )
+
+
+def _moderate(moderator: Moderator, body: CreateModerationRequest) -> list[ModerationResult]:
+    if isinstance(body.input, str):
+        return [_result(moderator.check_prompt(body.input, "auto"), ["text"])]
+    if all(isinstance(item, str) for item in body.input):
+        return [_result(moderator.check_prompt(text, "auto"), ["text"]) for text in body.input]  # type: ignore[arg-type]
+    # A list of parts is one input (OpenAI returns one result for it): text and images together,
+    # so a minor named in the text counts with a sexual signal in an image.
+    texts = [part.text for part in body.input if not isinstance(part, ModerationImagePart)]  # type: ignore[union-attr]
+    images = [
+        _decode_data_url(part.image_url.url, index)
+        for index, part in enumerate(body.input)
+        if isinstance(part, ModerationImagePart)
+    ]
+    text_verdict = moderator.check_prompt(" ".join(texts), "auto")
+    verdict = text_verdict
+    types = ["text"] if texts else []
+    if images:
+        image_verdict = moderator.check_images(images, "auto", text_verdict)
+        for category, score in image_verdict.scores.items():
+            verdict.raise_score(category, score, "image")
+        types.append("image")
+    return [_result(verdict, types)]
+
+
+@router.post("/v1/moderations", name="create_moderation", response_model=ModerationResponse)
+async def create_moderation(body: CreateModerationRequest, request: Request) -> JSONResponse:
+    """Classify text (and images given as data: URLs) with the server's moderator."""
+    results = await asyncio.to_thread(_moderate, request.app.state.moderator, body)
+    response = ModerationResponse(
+        id=f"modr-{secrets.token_hex(12)}", model=body.model or MODEL_NAME, results=results
+    )
+    return JSONResponse(response.model_dump())
