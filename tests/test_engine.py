@@ -215,3 +215,19 @@ def test_a_failing_job_does_not_stop_the_worker():
 
     asyncio.run(scenario())
     assert calls == [0, 1]
+
+
+def test_layers_import_one_way():
+    """The engine never imports the API layer; wire models never import torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import pixelsmith.api.protocol; assert 'torch' not in sys.modules, 'torch';"
+        "import pixelsmith.engine; import pixelsmith.moderation; import pixelsmith.storage;"
+        "bad = [m for m in sys.modules if m.startswith(('pixelsmith.api', 'fastapi'))"
+        " and m != 'pixelsmith.api' and m != 'pixelsmith.api.protocol'];"
+        "assert not bad, bad"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -62,6 +62,9 @@ def test_low_loosens_but_does_not_open_everything():
 
 def test_minors_with_any_sexual_signal_are_blocked_at_every_level():
     assert RULES.check_prompt("a 12 year old girl flying a kite", "auto").categories == []
+    # Family words that are no age ("son", "10 years of war") do not make a prompt about minors.
+    assert RULES.check_prompt("my son next to a sexy sports car", "low").categories == []
+    assert not RULES.check_prompt("10 years of war", "auto").mentions_minor
     for prompt in ("a sexy 12 year old", "seductive schoolgirl, lingerie", "teen topless"):
         for level in ("auto", "low"):
             assert "sexual/minors" in RULES.check_prompt(prompt, level).categories, prompt

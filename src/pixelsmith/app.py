@@ -20,7 +20,7 @@ from pixelsmith.api.middleware import RequestContextMiddleware
 from pixelsmith.api.serving import ImageService
 from pixelsmith.engine import Engine
 from pixelsmith.moderation import Moderator, build_moderator
-from pixelsmith.settings import Settings
+from pixelsmith.settings import Settings, load_settings
 from pixelsmith.storage import ImageStore, LocalImageStore
 
 logger = logging.getLogger("pixelsmith")
@@ -63,7 +63,9 @@ def create_app(
     """Build the ASGI app. An injected `engine` may already be loaded; otherwise it is built and
     loaded at startup (which fails fast, with advice, when a model cannot be loaded). The
     moderator, unless injected, is built from settings at startup too."""
-    settings = settings or Settings()
+    # load_settings, not Settings(): `uvicorn --factory pixelsmith.app:create_app` must honour
+    # PIXELSMITH_CONFIG_FILE like the CLI does.
+    settings = settings or load_settings()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -146,8 +146,7 @@ class ImageService:
         if guidance is None:
             guidance = spec.guidance_scale
 
-        loaded = self.engine.pipeline(spec)
-        if request.negative_prompt and not loaded.accepts("negative_prompt"):
+        if request.negative_prompt and not self.engine.accepts(spec, "negative_prompt"):
             raise InvalidRequestError(
                 f"negative_prompt is not supported by model {model_name}.",
                 param="negative_prompt",
@@ -206,6 +205,12 @@ class ImageService:
 
     def _blocked(self, verdict: Verdict, prepared: PreparedGeneration, request_id: str) -> None:
         if verdict.blocked:
+            logger.info(
+                "request %s blocked by moderation at %s: %s",
+                request_id,
+                verdict.stage,
+                verdict.categories,
+            )
             raise ModerationBlockedError(
                 stage=verdict.stage,
                 categories=verdict.categories,

@@ -51,6 +51,10 @@ class Engine:
         except KeyError:
             raise ServiceUnavailableError(f"model {spec.id} is not loaded") from None
 
+    def accepts(self, spec: ModelSpec, argument: str) -> bool:
+        """Whether the model's pipeline takes `argument` (negative_prompt, ...)."""
+        return self.pipeline(spec).accepts(argument)
+
     async def start(self) -> None:
         if not self.loaded:
             raise RuntimeError("Engine.load() must be called before Engine.start()")

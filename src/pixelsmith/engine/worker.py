@@ -38,17 +38,8 @@ class PipelineWorker:
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=max_queue_size)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pixelsmith-{name}")
         self._consumer: asyncio.Task[None] | None = None
-        self._running: _Pending | None = None
         # Running mean of job time, for a useful Retry-After when the queue is full.
         self._mean_seconds = 1.0
-
-    @property
-    def queued(self) -> int:
-        return self._queue.qsize()
-
-    @property
-    def busy(self) -> bool:
-        return self._running is not None
 
     def start(self) -> None:
         if self._consumer is None:
@@ -78,7 +69,6 @@ class PipelineWorker:
             try:
                 if pending.future.done():  # cancelled while waiting: never run it
                     continue
-                self._running = pending
                 try:
                     output = await loop.run_in_executor(self._executor, self._run, pending.job)
                 except Exception as exc:
@@ -89,7 +79,6 @@ class PipelineWorker:
                     if not pending.future.done():
                         pending.future.set_result(output)
             finally:
-                self._running = None
                 self._queue.task_done()
 
     async def stop(self) -> None:

@@ -52,14 +52,19 @@ def _homoglyph_map() -> dict[int, str]:
     return table
 
 
-def fold(text: str) -> str:
+def clean(text: str) -> str:
+    """NFKC, invisible and bidi characters and combining marks removed, case-folded."""
     text = unicodedata.normalize("NFKC", text)
     # Cf: zero-width spaces and joiners, bidi controls, soft hyphens and other invisibles.
     text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
     text = unicodedata.normalize("NFD", text)
     text = "".join(ch for ch in text if unicodedata.category(ch) != "Mn")
-    text = unicodedata.normalize("NFC", text).casefold()
-    return text.translate(_homoglyph_map())
+    return unicodedata.normalize("NFC", text).casefold()
+
+
+def fold(text: str) -> str:
+    """`clean`, then look-alike letters from other scripts folded to the Latin they imitate."""
+    return clean(text).translate(_homoglyph_map())
 
 
 def join_spaced_letters(text: str) -> str:
@@ -94,8 +99,11 @@ def _decode_leet(text: str, table: dict[str, str]) -> str:
 
 def views(text: str) -> list[str]:
     """Distinct normalised views of `text` to match terms against."""
-    folded = fold(text)
-    candidates = [folded, unidecode(folded).lower()]
+    cleaned = clean(text)
+    folded = cleaned.translate(_homoglyph_map())
+    # Transliterate the unfolded text too: Cyrillic "порно" reads "porno", while folding by
+    # looks alone would give "popho".
+    candidates = [folded, unidecode(cleaned).lower()]
     candidates += [
         _decode_leet(view, table) for view in candidates[:2] for table in (_LEET, _LEET_L)
     ]

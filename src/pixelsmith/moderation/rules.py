@@ -23,8 +23,12 @@ ALWAYS_SCORE = 1.0  # blocks at moderation=auto and low
 AUTO_SCORE = 0.7  # blocks at moderation=auto only
 ALLOW = "allow"
 MINOR = "minor"
-# Inside letter-by-letter runs only terms this long are searched (fewer accidental hits).
+# Letter-by-letter runs shorter than this are abbreviations ("U.S.A.", "A B C"), not evasion.
+EVASION_RUN_LENGTH = 4
+# Inside such runs, terms this long are searched without word boundaries...
 SQUASHED_MIN_LENGTH = 4
+# ...and in the whole prompt squashed together, only terms this long.
+WHOLE_PROMPT_MIN_LENGTH = 6
 _NOT_ALNUM = re.compile(r"[^a-z0-9]")
 
 
@@ -80,18 +84,33 @@ class TermMatcher:
         for view in views(text):
             for candidate in {view, collapse_repeats(view)}:
                 self._match_view(self._automaton, candidate, result, boundaries=True)
-            runs = spaced_runs(view)
-            if runs:
-                # Letter-by-letter spelling shows intent to evade, and it glues words together
-                # ("k i l l all j e w s"): search the runs, and the whole squashed prompt.
-                runs.append(_NOT_ALNUM.sub("", view))
+            runs = [run for run in spaced_runs(view) if len(run) >= EVASION_RUN_LENGTH]
+            if not runs:
+                continue
+            # Letter-by-letter spelling shows intent to evade, and it glues words together
+            # ("k i l l all j e w s"): search the runs, and the whole squashed prompt.
             for run in runs:
                 for candidate in {run, collapse_repeats(run)}:
                     self._match_view(self._squashed, candidate, result, boundaries=False)
+            whole = _NOT_ALNUM.sub("", view)
+            for candidate in {whole, collapse_repeats(whole)}:
+                self._match_view(
+                    self._squashed,
+                    candidate,
+                    result,
+                    boundaries=False,
+                    min_length=WHOLE_PROMPT_MIN_LENGTH,
+                )
         return result
 
     def _match_view(
-        self, automaton: Any, view: str, result: RuleMatch, *, boundaries: bool
+        self,
+        automaton: Any,
+        view: str,
+        result: RuleMatch,
+        *,
+        boundaries: bool,
+        min_length: int = 0,
     ) -> None:
         hits: list[tuple[int, int, str, list[tuple[str, str, float]]]] = []
         allowed: list[tuple[int, int]] = []
@@ -101,6 +120,8 @@ class TermMatcher:
             after = view[end + 1] if end + 1 < len(view) else " "
             if boundaries and (before.isalnum() or after.isalnum()):
                 continue  # not on word boundaries: "cocktail" is not "cock"
+            if len(key) < min_length:
+                continue
             if any(kind == ALLOW for kind, _, _ in values):
                 allowed.append((start, end))
             hits.append((start, end, key, values))

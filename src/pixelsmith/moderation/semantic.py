@@ -76,7 +76,9 @@ class SemanticClassifier:
     def __init__(self, model_path: str | Path) -> None:
         from sentence_transformers import SentenceTransformer
 
-        self.name = f"semantic:{Path(model_path).name}"
+        path = Path(model_path)
+        # The bundled package keeps its weights in a folder called "model": name the package.
+        self.name = f"semantic:{path.parent.name if path.name == 'model' else path.name}"
         self._model = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
         self._categories: list[str] = []
         phrases: list[str] = []
@@ -86,7 +88,9 @@ class SemanticClassifier:
         self._concepts = self._embed(phrases)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        return np.asarray(self._model.encode(texts, normalize_embeddings=True))
+        return np.asarray(
+            self._model.encode(texts, normalize_embeddings=True, show_progress_bar=False)
+        )
 
     def cosines(self, text: str) -> dict[str, float]:
         parts = [text] + [part.strip() for part in _SPLIT.split(text) if len(part.strip()) > 3]
