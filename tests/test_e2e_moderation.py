@@ -9,7 +9,7 @@ from pathlib import Path
 import openai
 import pytest
 from conftest import RunningServer, make_settings
-from moderation_models import save_image_classifier
+from moderation_models import save_image_classifier, save_text_classifier
 from PIL import Image
 
 from pixelsmith.app import create_app
@@ -83,6 +83,22 @@ def test_output_stage_block_and_minors_rule(cache_dir: Path, tmp_path: Path):
                     assert len(ok.data) == 1
                 dalle = blocked(client, model="dall-e-2", prompt=prompt, size="256x256")
                 assert dalle.code == "content_policy_violation"
+
+
+def test_a_model_based_prompt_check_blocks_at_the_input_stage(cache_dir: Path, tmp_path: Path):
+    # The rules find nothing in "a cat"; this classifier calls everything hateful. The model
+    # checks run beside the generation, and their verdict still decides before images return.
+    text_model = save_text_classifier(tmp_path / "text", ["OK", "H"], [0.2, 0.8])
+    settings = make_settings(
+        cache_dir, tmp_path / "images", moderation_text_classifier=str(text_model)
+    )
+    with RunningServer(create_app(settings)) as running:
+        with openai.OpenAI(base_url=f"{running.base_url}/v1", api_key="x", max_retries=0) as c:
+            error = blocked(c, prompt="a cat")
+            assert error.body["moderation_details"] == {
+                "moderation_stage": "input",
+                "categories": ["hate"],
+            }
 
 
 def test_moderation_off(cache_dir: Path, tmp_path: Path):

@@ -219,7 +219,7 @@ class ImageService:
             )
 
     async def moderate_prompt(self, prepared: PreparedGeneration, request_id: str) -> Verdict:
-        """Check the prompt before anything is queued; raise if the safety system blocks it."""
+        """Every prompt check, awaited: raise if the safety system blocks the prompt."""
         verdict = await asyncio.to_thread(
             self.moderator.check_prompt, prepared.prompt, prepared.moderation
         )
@@ -227,10 +227,16 @@ class ImageService:
         return verdict
 
     async def render(
-        self, prepared: PreparedGeneration, prompt_verdict: Verdict, request_id: str
+        self,
+        prepared: PreparedGeneration,
+        prompt_check: Verdict | asyncio.Future[Verdict],
+        request_id: str,
     ) -> tuple[list[RenderedImage], GenerationOutput]:
-        """Run the job, check its images, and encode them (both off the event loop)."""
+        """Run the job, then check the prompt verdict (it may still have been computing beside
+        the generation) and the images, and encode them, all off the event loop."""
         output = await self.engine.generate(prepared.spec, prepared.job)
+        prompt_verdict = prompt_check if isinstance(prompt_check, Verdict) else await prompt_check
+        self._blocked(prompt_verdict, prepared, request_id)
 
         def check_and_encode() -> list[RenderedImage]:
             verdict = self.moderator.check_images(
@@ -250,7 +256,16 @@ class ImageService:
         self, request: CreateImageRequest, *, base_url: str, request_id: str
     ) -> ImagesResponse:
         prepared = self.prepare(request)
-        prompt_verdict = await self.moderate_prompt(prepared, request_id)
+        # The term rules gate the queue (well under a millisecond). The model-based prompt
+        # checks take milliseconds on a CPU, so they run beside the queue wait and generation;
+        # their verdict is awaited before any image is checked or returned.
+        rules = self.moderator.check_prompt_rules(prepared.prompt, prepared.moderation)
+        self._blocked(rules, prepared, request_id)
+        prompt_check = asyncio.ensure_future(
+            asyncio.to_thread(self.moderator.check_prompt_models, prepared.prompt, rules)
+        )
+        # If generation fails first, nobody awaits the check: retrieve its outcome anyway.
+        prompt_check.add_done_callback(lambda done: done.cancelled() or done.exception())
         logger.info(
             "generate model=%s size=%s steps=%d n=%d user=%s",
             prepared.spec.id,
@@ -259,7 +274,7 @@ class ImageService:
             prepared.job.num_images,
             request.user or "-",
         )
-        rendered, output = await self.render(prepared, prompt_verdict, request_id)
+        rendered, output = await self.render(prepared, prompt_check, request_id)
         data = await asyncio.to_thread(self._image_data, rendered, prepared, base_url)
         return ImagesResponse(
             created=int(time.time()),

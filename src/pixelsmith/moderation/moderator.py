@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 
 from PIL import Image
 
@@ -39,12 +40,27 @@ class Moderator:
         return f"prompts: {', '.join(layers)}; images: {', '.join(images)}"
 
     def check_prompt(self, prompt: str, level: ModerationLevel) -> Verdict:
+        """Every prompt layer: the rules, then (unless they already block) the models."""
+        verdict = self.check_prompt_rules(prompt, level)
+        return verdict if verdict.blocked else self.check_prompt_models(prompt, verdict)
+
+    def check_prompt_rules(self, prompt: str, level: ModerationLevel) -> Verdict:
+        """The term rules alone: well under a millisecond, so they can gate the queue."""
         verdict = Verdict(stage="input", level=level)
         rules = self.matcher.match(prompt)
         verdict.mentions_minor = rules.mentions_minor
         for term in rules.terms:
             category, _, _ = term.partition(":")
             verdict.raise_score(category, rules.scores[category], f"rule {term}")
+        self._apply_minors_rule(verdict, verdict.scores.get("sexual", 0.0), "prompt")
+        if verdict.blocked or not self.text_classifiers:
+            self._log(verdict)
+        return verdict
+
+    def check_prompt_models(self, prompt: str, rules: Verdict) -> Verdict:
+        """The model-based prompt layers, on top of the rules' verdict (which is not changed).
+        They cost milliseconds on a CPU, so the server runs them beside the generation."""
+        verdict = replace(rules, scores=dict(rules.scores), evidence=list(rules.evidence))
         for classifier in self.text_classifiers:
             for category, score in classifier.scores(prompt).items():
                 verdict.raise_score(category, score, f"{classifier.name} {category}={score:.2f}")
@@ -100,6 +116,12 @@ class DisabledModerator(Moderator):
 
     def check_prompt(self, prompt: str, level: ModerationLevel) -> Verdict:
         return Verdict(stage="input", level=level)
+
+    def check_prompt_rules(self, prompt: str, level: ModerationLevel) -> Verdict:
+        return Verdict(stage="input", level=level)
+
+    def check_prompt_models(self, prompt: str, rules: Verdict) -> Verdict:
+        return rules
 
     def check_images(
         self, images: Sequence[Image.Image], level: ModerationLevel, prompt: Verdict | None = None
