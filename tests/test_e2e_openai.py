@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlparse, urlunparse
 
@@ -354,3 +355,22 @@ def test_public_base_url_is_used_for_image_urls(cache_dir: Path, tmp_path: Path,
         # The same path works against the server itself.
         local = running.base_url + url.removeprefix("https://img.example.test")
         assert httpx.get(local).status_code == 200
+
+
+def test_expired_images_are_swept_and_their_urls_refused(
+    cache_dir: Path, tmp_path: Path, request_close
+):
+    settings = make_settings(cache_dir, tmp_path, url_ttl_seconds=1, sweep_interval_seconds=1)
+    with RunningServer(create_app(settings)) as running:
+        client = openai.OpenAI(base_url=f"{running.base_url}/v1", api_key="x", max_retries=0)
+        request_close(client)
+        url = client.images.generate(prompt="x", size="64x64", response_format="url").data[0].url
+        name = urlparse(url).path.rsplit("/", 1)[1]
+        assert (tmp_path / name).exists()
+        deadline = time.monotonic() + 10
+        while (tmp_path / name).exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not (tmp_path / name).exists()
+        expired = httpx.get(url)
+        assert expired.status_code == 403
+        assert expired.json()["error"]["code"] == "url_expired"
