@@ -231,3 +231,24 @@ def test_layers_import_one_way():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_edit_pipelines_share_the_weights_of_the_loaded_model(tiny_engine: Engine):
+    """Image-to-image and inpainting come from from_pipe: the same tensors, no second copy."""
+    loaded = tiny_engine.pipeline(tiny_engine.registry.default)
+    base = loaded.pipeline
+
+    def storage(pipeline) -> set[int]:
+        return {
+            parameter.data_ptr()
+            for module in (pipeline.unet, pipeline.vae, pipeline.text_encoder)
+            for parameter in module.parameters()
+        }
+
+    before = storage(base)
+    for kind in ("image-to-image", "inpaint"):
+        derived = loaded.pipeline_for(kind)
+        assert type(derived).__name__ != type(base).__name__
+        assert derived.unet is base.unet and derived.vae is base.vae
+        assert storage(derived) == before
+    assert loaded.pipeline_for("inpaint") is loaded.pipeline_for("inpaint")  # built once

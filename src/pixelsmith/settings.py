@@ -89,6 +89,9 @@ class ModelConfig(BaseModel):
     guidance_scale: float | None = Field(
         default=None, ge=0, le=50, description="Default classifier-free guidance scale."
     )
+    variation_strength: float = Field(
+        default=0.6, gt=0, le=1, description="Image-to-image strength of /v1/images/variations."
+    )
     max_inference_steps: int = Field(
         default=150,
         ge=1,

@@ -7,14 +7,29 @@ import time
 from collections.abc import Awaitable
 from typing import TypeVar
 
+import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
+from PIL import Image
 from starlette.responses import Response
 
-from pixelsmith.api.protocol import CreateImageRequest, ImagesResponse
+from pixelsmith.api.forms import MAX_IMAGES, decode_image_ref, read_form_files, validate
+from pixelsmith.api.protocol import (
+    CreateImageEditRequest,
+    CreateImageRequest,
+    CreateImageVariationRequest,
+    ImagesResponse,
+)
 from pixelsmith.api.responses import JSONResponse
 from pixelsmith.api.serving import ImageService
-from pixelsmith.errors import NotFoundError, PermissionDeniedError
+from pixelsmith.api.uploads import (
+    MAX_UPLOAD_BYTES,
+    PayloadTooLargeError,
+    UploadedImage,
+    read_image,
+    read_mask,
+)
+from pixelsmith.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
 from pixelsmith.imaging import MEDIA_TYPES
 from pixelsmith.storage import ImageStore
 from pixelsmith.storage.local import InvalidImageURL
@@ -101,3 +116,129 @@ async def get_image_file(
         media_type=MEDIA_TYPES[extension],
         headers={"cache-control": f"private, max-age={max_age}"},
     )
+
+
+# The largest body an edit may have: 16 images of 50 MB, a mask, and base64's 4/3 for JSON.
+MAX_EDIT_BODY_BYTES = (MAX_IMAGES + 1) * MAX_UPLOAD_BYTES * 4 // 3
+
+
+def _check_body_size(request: Request) -> None:
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_EDIT_BODY_BYTES:
+        raise PayloadTooLargeError(
+            f"The request body is {int(length) / 1e6:.0f} MB; the limit is "
+            f"{MAX_EDIT_BODY_BYTES // 10**6} MB.",
+        )
+
+
+async def _edit_inputs(
+    request: Request,
+) -> tuple[CreateImageEditRequest, list[UploadedImage], Image.Image | None]:
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form(max_files=MAX_IMAGES + 2, max_fields=64)
+        try:
+            files, fields = await read_form_files(form, ("image", "mask"))
+        finally:
+            await form.close()
+        image_data = files.get("image", [])
+        mask_data = files.get("mask", [])
+    elif content_type.startswith("application/json"):
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            raise InvalidRequestError(
+                "We could not parse the JSON body of your request.", code="invalid_json"
+            ) from None
+        if not isinstance(body, dict):
+            raise InvalidRequestError(
+                "The request body must be a JSON object.", code="invalid_type"
+            )
+        references = body.pop("images", None)
+        if not isinstance(references, list) or not references:
+            raise InvalidRequestError(
+                "Missing required parameter: 'images' (a list of {\"image_url\": ...}).",
+                param="images",
+                code="missing_required_parameter",
+            )
+        image_data = [
+            decode_image_ref(reference, f"images[{index}]")
+            for index, reference in enumerate(references[: MAX_IMAGES + 1])
+        ]
+        mask_reference = body.pop("mask", None)
+        mask_data = [decode_image_ref(mask_reference, "mask")] if mask_reference else []
+        fields = body
+    else:
+        raise InvalidRequestError(
+            "Send edits as multipart/form-data (as the official clients do) or as JSON.",
+            code="invalid_content_type",
+        )
+    edit = validate(CreateImageEditRequest, fields)
+    if not image_data:
+        raise InvalidRequestError(
+            "Missing required parameter: 'image'.", param="image", code="missing_required_parameter"
+        )
+    if len(image_data) > MAX_IMAGES:
+        raise InvalidRequestError(
+            f"Too many images: at most {MAX_IMAGES}.", param="image", code="too_many_images"
+        )
+    images = [
+        await asyncio.to_thread(
+            read_image, data, param="image" if len(image_data) == 1 else f"image[{index}]"
+        )
+        for index, data in enumerate(image_data)
+    ]
+    mask = None
+    if mask_data:
+        mask = await asyncio.to_thread(read_mask, mask_data[0], size=images[0].image.size)
+    return edit, images, mask
+
+
+@router.post("/v1/images/edits", name="create_image_edit", response_model=ImagesResponse)
+async def create_image_edit(request: Request) -> Response:
+    """Edit an image from a prompt (OpenAI `images.edit`), multipart or JSON."""
+    _check_body_size(request)
+    edit, images, mask = await _edit_inputs(request)
+    service: ImageService = request.app.state.image_service
+    work = service.create_edit(
+        edit, images, mask, base_url=public_base_url(request), request_id=request.state.request_id
+    )
+    try:
+        response = await cancel_on_disconnect(request, work)
+    except ClientDisconnected:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    return JSONResponse(response.model_dump(exclude_none=True))
+
+
+@router.post("/v1/images/variations", name="create_image_variation", response_model=ImagesResponse)
+async def create_image_variation(request: Request) -> Response:
+    """Variations of one image (OpenAI `images.create_variation`), multipart."""
+    _check_body_size(request)
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise InvalidRequestError(
+            "Send variations as multipart/form-data.", code="invalid_content_type"
+        )
+    form = await request.form(max_files=2, max_fields=32)
+    try:
+        files, fields = await read_form_files(form, ("image",))
+    finally:
+        await form.close()
+    variation = validate(CreateImageVariationRequest, fields)
+    if not files.get("image"):
+        raise InvalidRequestError(
+            "Missing required parameter: 'image'.", param="image", code="missing_required_parameter"
+        )
+    if len(files["image"]) > 1:
+        raise InvalidRequestError(
+            "Variations take exactly one image.", param="image", code="too_many_images"
+        )
+    image = await asyncio.to_thread(read_image, files["image"][0], param="image")
+    service: ImageService = request.app.state.image_service
+    work = service.create_variation(
+        variation, image, base_url=public_base_url(request), request_id=request.state.request_id
+    )
+    try:
+        response = await cancel_on_disconnect(request, work)
+    except ClientDisconnected:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    return JSONResponse(response.model_dump(exclude_none=True))

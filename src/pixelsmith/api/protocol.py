@@ -100,6 +100,52 @@ class CreateImageRequest(BaseModel):
     )
 
 
+class CreateImageEditRequest(BaseModel):
+    """Fields of `POST /v1/images/edits` other than the files (multipart text fields arrive as
+    strings and are converted before validation; see api/images.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: StrictStr = Field(description="A text description of the desired edit.")
+    background: Background | None = Field(default=None, description="As for generations.")
+    input_fidelity: Literal["high", "low"] | None = Field(
+        default=None,
+        description="How closely the result keeps the input image: low (default) or high.",
+    )
+    model: StrictStr | None = Field(default=None, description="As for generations.")
+    moderation: Literal["low", "auto"] | None = Field(default=None, description="low or auto.")
+    n: StrictInt | None = Field(default=None, ge=1, le=10, description="Number of images, 1-10.")
+    output_compression: StrictInt | None = Field(default=None, ge=0, le=100)
+    output_format: OutputFormat | None = Field(default=None)
+    partial_images: StrictInt | None = Field(default=None, ge=0, le=3)
+    quality: Quality | None = Field(default=None)
+    response_format: ResponseFormat | None = Field(default=None)
+    size: StrictStr | None = Field(
+        default=None, description="WIDTHxHEIGHT, or auto: the input's size on the model's grid."
+    )
+    stream: StrictBool | None = Field(default=None)
+    user: StrictStr | None = Field(default=None)
+
+    # --- pixelsmith extensions ---------------------------------------------------------------
+    seed: StrictInt | None = Field(default=None, ge=0, le=MAX_SEED)
+    negative_prompt: StrictStr | None = Field(default=None)
+    num_inference_steps: StrictInt | None = Field(default=None, ge=1)
+    guidance_scale: StrictFloat | StrictInt | None = Field(default=None, ge=0.0, le=50.0)
+
+
+class CreateImageVariationRequest(BaseModel):
+    """Fields of `POST /v1/images/variations` other than the image."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: StrictStr | None = Field(default=None, description="dall-e-2 by default.")
+    n: StrictInt | None = Field(default=None, ge=1, le=10)
+    response_format: ResponseFormat | None = Field(default=None)
+    size: StrictStr | None = Field(default=None)
+    user: StrictStr | None = Field(default=None)
+    seed: StrictInt | None = Field(default=None, ge=0, le=MAX_SEED)
+
+
 class ImageData(BaseModel):
     b64_json: str | None = Field(default=None, description="Base64 image (no data: prefix).")
     url: str | None = Field(

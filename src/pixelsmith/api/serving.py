@@ -7,19 +7,24 @@ import asyncio
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pybase64
+from PIL import Image
 
 from pixelsmith.api.model_names import QUALITY_TIERS, NameRules, apply_style, rules_for
 from pixelsmith.api.protocol import (
     MAX_SEED,
+    CreateImageEditRequest,
     CreateImageRequest,
+    CreateImageVariationRequest,
     ImageData,
     ImagesResponse,
 )
-from pixelsmith.api.usage import image_usage
+from pixelsmith.api.uploads import DALL_E_2_MAX_BYTES, UploadedImage
+from pixelsmith.api.usage import image_usage, output_tokens_per_image
 from pixelsmith.engine import Engine, GenerationJob, GenerationOutput, ModelSpec
+from pixelsmith.engine.jobs import JobKind
 from pixelsmith.errors import InvalidRequestError, ModerationBlockedError
 from pixelsmith.imaging import OutputFormat, encode_image
 from pixelsmith.moderation import ModerationLevel, Moderator, Verdict
@@ -44,12 +49,39 @@ class PreparedGeneration:
     output_compression: int
     response_format: str
     revised_prompt: str | None
+    # An edit's input alpha channel, put back on outputs in formats that keep alpha.
+    keep_alpha: Image.Image | None = None
 
 
 @dataclass(frozen=True)
 class RenderedImage:
     data: bytes
     seed: int
+
+
+# Image-to-image strength (how far the result may move from the input) by input_fidelity.
+EDIT_STRENGTH: dict[tuple[str, str], float] = {
+    ("image-to-image", "low"): 0.75,
+    ("image-to-image", "high"): 0.5,
+    ("inpaint", "low"): 1.0,
+    ("inpaint", "high"): 0.85,
+}
+
+
+def snap_to_grid(size: tuple[int, int], spec: ModelSpec) -> str:
+    """An input size as WIDTHxHEIGHT the model can make: multiples of 8 (the VAE's factor), no
+    more pixels than the model's largest size, the input's aspect ratio kept."""
+    width, height = size
+    largest = max(w * h for w, h in (check_size_string(s) for s in spec.sizes))
+    scale = min(1.0, (largest / (width * height)) ** 0.5)
+    snapped = [max(64, int(side * scale) // 8 * 8) for side in (width, height)]
+    return f"{snapped[0]}x{snapped[1]}"
+
+
+def _resized(image: Image.Image, width: int, height: int) -> Image.Image:
+    if image.size == (width, height):
+        return image
+    return image.resize((width, height), Image.Resampling.LANCZOS)
 
 
 def _one_of(values: tuple[str, ...] | list[str]) -> str:
@@ -67,7 +99,14 @@ class ImageService:
 
     # --- validation --------------------------------------------------------------------------
 
-    def prepare(self, request: CreateImageRequest) -> PreparedGeneration:
+    def prepare(
+        self,
+        request: CreateImageRequest | CreateImageEditRequest,
+        *,
+        auto_size: str | None = None,
+    ) -> PreparedGeneration:
+        """Validate against the named model and resolve every default. `auto_size` is what
+        size=auto means when the request says better than the model (an edit's input size)."""
         spec = self.engine.registry.resolve(request.model)
         rules = rules_for(request.model)
         # Named in error messages; without `model`, GPT image rules apply to the default model.
@@ -105,7 +144,7 @@ class ImageService:
             )
         tier = QUALITY_TIERS[quality]
 
-        size = self._resolve_size(request.size, spec, rules, model_name)
+        size = self._resolve_size(request.size, spec, rules, model_name, auto_size)
         width, height = check_size_string(size)
 
         output_format: OutputFormat = request.output_format or "png"
@@ -153,7 +192,7 @@ class ImageService:
                 code="unsupported_parameter",
             )
 
-        style = request.style or rules.default_style
+        style = getattr(request, "style", None) or rules.default_style
         revised_prompt = apply_style(prompt, style) if style else None
 
         first_seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
@@ -183,7 +222,11 @@ class ImageService:
 
     @staticmethod
     def _resolve_size(
-        requested: str | None, spec: ModelSpec, rules: NameRules, model_name: str
+        requested: str | None,
+        spec: ModelSpec,
+        rules: NameRules,
+        model_name: str,
+        auto_size: str | None = None,
     ) -> str:
         allowed = list(rules.sizes) if rules.sizes is not None else [*spec.sizes, "auto"]
         size = requested if requested is not None else rules.default_size
@@ -199,7 +242,9 @@ class ImageService:
                 param="size",
                 code="invalid_value",
             )
-        return spec.default_size if size == "auto" else size
+        if size == "auto":
+            return auto_size or spec.default_size
+        return size
 
     # --- execution ---------------------------------------------------------------------------
 
@@ -243,11 +288,16 @@ class ImageService:
                 output.images, prepared.moderation, prompt_verdict
             )
             self._blocked(verdict, prepared, request_id)
+            images = output.images
+            if prepared.keep_alpha is not None and prepared.output_format != "jpeg":
+                images = [image.convert("RGB") for image in images]
+                for image in images:
+                    image.putalpha(prepared.keep_alpha)
             return [
                 RenderedImage(
                     encode_image(image, prepared.output_format, prepared.output_compression), seed
                 )
-                for image, seed in zip(output.images, output.seeds, strict=True)
+                for image, seed in zip(images, output.seeds, strict=True)
             ]
 
         return await asyncio.to_thread(check_and_encode), output
@@ -256,30 +306,180 @@ class ImageService:
         self, request: CreateImageRequest, *, base_url: str, request_id: str
     ) -> ImagesResponse:
         prepared = self.prepare(request)
-        # The term rules gate the queue (well under a millisecond). The model-based prompt
-        # checks take milliseconds on a CPU, so they run beside the queue wait and generation;
-        # their verdict is awaited before any image is checked or returned.
+        return await self._run(
+            prepared, [], base_url=base_url, request_id=request_id, user=request.user
+        )
+
+    async def create_edit(
+        self,
+        request: CreateImageEditRequest,
+        images: list[UploadedImage],
+        mask: Image.Image | None,
+        *,
+        base_url: str,
+        request_id: str,
+    ) -> ImagesResponse:
+        """Image-to-image, or inpainting with a mask, on the first (only) input image."""
+        spec = self.engine.registry.resolve(request.model)
+        rules = rules_for(request.model)
+        model_name = request.model or spec.id
+        source = self._check_inputs(images, rules, model_name, param="image")
+        if mask is None and rules.family == "dall-e-2" and source.has_alpha:
+            # dall-e-2 edits without a mask use the image's own transparency as the mask.
+            mask = source.image.getchannel("A").point(lambda value: 255 if value == 0 else 0)
+        kind: JobKind = "inpaint" if mask is not None else "image-to-image"
+        if not self.engine.supports(spec, kind):
+            raise InvalidRequestError(
+                f"model {model_name} cannot edit images ({kind} is not available for it).",
+                param="model",
+                code="unsupported_model",
+            )
+        prepared = self.prepare(request, auto_size=snap_to_grid(source.image.size, spec))
+        width, height = prepared.job.width, prepared.job.height
+        job = replace(
+            prepared.job,
+            init_image=_resized(source.image.convert("RGB"), width, height),
+            mask=mask.resize((width, height), Image.Resampling.NEAREST) if mask else None,
+            strength=EDIT_STRENGTH[(kind, request.input_fidelity or "low")],
+        )
+        alpha = _resized(source.image.getchannel("A"), width, height) if source.has_alpha else None
+        return await self._run(
+            replace(prepared, job=job, keep_alpha=alpha),
+            [image.image for image in images],
+            base_url=base_url,
+            request_id=request_id,
+            user=request.user,
+        )
+
+    async def create_variation(
+        self,
+        request: CreateImageVariationRequest,
+        image: UploadedImage,
+        *,
+        base_url: str,
+        request_id: str,
+    ) -> ImagesResponse:
+        """Image-to-image with no prompt, at the model's variation strength; one seed each."""
+        name = request.model or "dall-e-2"
+        spec = self.engine.registry.resolve(name)
+        rules = rules_for(name)
+        source = self._check_inputs([image], rules, name, param="image")
+        if not self.engine.supports(spec, "image-to-image"):
+            raise InvalidRequestError(
+                f"model {name} cannot make variations.", param="model", code="unsupported_model"
+            )
+        size = self._resolve_size(
+            request.size, spec, rules, name, snap_to_grid(source.image.size, spec)
+        )
+        width, height = check_size_string(size)
+        n = request.n if request.n is not None else 1
+        if n > rules.max_n:
+            raise InvalidRequestError(
+                f"n must be at most {rules.max_n} for model {name}; got {n}.",
+                param="n",
+                code="integer_above_max_value",
+            )
+        first_seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
+        job = GenerationJob(
+            prompt="",
+            width=width,
+            height=height,
+            num_inference_steps=spec.steps.medium,
+            guidance_scale=spec.guidance_scale,
+            seeds=tuple((first_seed + index) % (MAX_SEED + 1) for index in range(n)),
+            init_image=_resized(source.image.convert("RGB"), width, height),
+            strength=spec.variation_strength,
+        )
+        prepared = PreparedGeneration(
+            spec=spec,
+            job=job,
+            prompt="",
+            moderation="auto",
+            rules=rules,
+            size=size,
+            quality_tier="medium",
+            output_format="png",
+            output_compression=100,
+            response_format=request.response_format or rules.default_response_format,
+            revised_prompt=None,
+        )
+        return await self._run(
+            prepared, [source.image], base_url=base_url, request_id=request_id, user=request.user
+        )
+
+    @staticmethod
+    def _check_inputs(
+        images: list[UploadedImage], rules: NameRules, model_name: str, *, param: str
+    ) -> UploadedImage:
+        if not images:
+            raise InvalidRequestError(
+                f"Missing required parameter: '{param}'.",
+                param=param,
+                code="missing_required_parameter",
+            )
+        if len(images) > 1:
+            # Text-to-image models edit one picture; instruction-edit models that take several
+            # images as references come with their own configuration.
+            raise InvalidRequestError(
+                f"model {model_name} takes 1 input image; got {len(images)}.",
+                param=param,
+                code="too_many_images",
+            )
+        image = images[0]
+        if rules.family == "dall-e-2":
+            width, height = image.image.size
+            if image.format != "png" or width != height or image.size_bytes >= DALL_E_2_MAX_BYTES:
+                raise InvalidRequestError(
+                    f"Invalid file '{param}': dall-e-2 takes one square PNG under 4 MB; got a "
+                    f"{width}x{height} {image.format.upper()} of {image.size_bytes / 1e6:.1f} MB.",
+                    param=param,
+                    code="invalid_image_format",
+                )
+        return image
+
+    async def _run(
+        self,
+        prepared: PreparedGeneration,
+        input_images: list[Image.Image],
+        *,
+        base_url: str,
+        request_id: str,
+        user: str | None,
+    ) -> ImagesResponse:
+        # The term rules and the input images gate the queue. The model-based prompt checks
+        # take milliseconds on a CPU, so they run beside the queue wait and generation; their
+        # verdict is awaited before any image is checked or returned.
         rules = self.moderator.check_prompt_rules(prepared.prompt, prepared.moderation)
         self._blocked(rules, prepared, request_id)
+        if input_images:
+            inputs = await asyncio.to_thread(
+                self.moderator.check_images, input_images, prepared.moderation, rules
+            )
+            self._blocked(replace(inputs, stage="input"), prepared, request_id)
         prompt_check = asyncio.ensure_future(
             asyncio.to_thread(self.moderator.check_prompt_models, prepared.prompt, rules)
         )
         # If generation fails first, nobody awaits the check: retrieve its outcome anyway.
         prompt_check.add_done_callback(lambda done: done.cancelled() or done.exception())
         logger.info(
-            "generate model=%s size=%s steps=%d n=%d user=%s",
+            "%s model=%s size=%s steps=%d n=%d user=%s",
+            prepared.job.kind,
             prepared.spec.id,
             prepared.size,
             prepared.job.num_inference_steps,
             prepared.job.num_images,
-            request.user or "-",
+            user or "-",
         )
         rendered, output = await self.render(prepared, prompt_check, request_id)
         data = await asyncio.to_thread(self._image_data, rendered, prepared, base_url)
+        # Input images count as image tokens, estimated with the low tier of OpenAI's table.
+        input_tokens = sum(
+            output_tokens_per_image(image.width, image.height, "low") for image in input_images
+        )
         return ImagesResponse(
             created=int(time.time()),
             data=data,
-            background="opaque",
+            background="transparent" if prepared.keep_alpha is not None else "opaque",
             output_format=prepared.output_format,
             quality=prepared.quality_tier,  # type: ignore[arg-type]
             size=prepared.size,
@@ -289,6 +489,7 @@ class ImageService:
                 height=prepared.job.height,
                 tier=prepared.quality_tier,
                 count=len(rendered),
+                input_image_tokens=input_tokens,
             ),
         )
 

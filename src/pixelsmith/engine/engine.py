@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from pixelsmith.engine.jobs import GenerationJob, GenerationOutput
+from pixelsmith.engine.jobs import GenerationJob, GenerationOutput, JobKind
 from pixelsmith.engine.loader import LoadedPipeline, load_pipeline
 from pixelsmith.engine.registry import ModelRegistry, ModelSpec
 from pixelsmith.engine.worker import PipelineWorker
@@ -54,6 +54,11 @@ class Engine:
     def accepts(self, spec: ModelSpec, argument: str) -> bool:
         """Whether the model's pipeline takes `argument` (negative_prompt, ...)."""
         return self.pipeline(spec).accepts(argument)
+
+    def supports(self, spec: ModelSpec, kind: JobKind) -> bool:
+        """Whether the model can run `kind` (image-to-image and inpaint come from the same
+        weights through diffusers' from_pipe)."""
+        return self.pipeline(spec).supports(kind)
 
     async def start(self) -> None:
         if not self.loaded:

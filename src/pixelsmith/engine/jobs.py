@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+JobKind = Literal["text-to-image", "image-to-image", "inpaint"]
 
 
 @dataclass(frozen=True)
 class GenerationJob:
-    """One text-to-image call: `len(seeds)` images of one prompt, one seed per image."""
+    """One pipeline call: `len(seeds)` images of one prompt, one seed per image.
+
+    With `init_image` it is image-to-image; with `mask` as well, inpainting. Both images are
+    already at width x height; the mask is mode "L", 255 where the image is to be repainted.
+    """
 
     prompt: str
     width: int
@@ -17,10 +23,20 @@ class GenerationJob:
     guidance_scale: float
     seeds: tuple[int, ...]
     negative_prompt: str | None = None
+    init_image: Any = None  # PIL.Image.Image (RGB)
+    mask: Any = None  # PIL.Image.Image (L)
+    # How far from the input image the result may go, 0-1 (image-to-image and inpaint).
+    strength: float = 1.0
 
     @property
     def num_images(self) -> int:
         return len(self.seeds)
+
+    @property
+    def kind(self) -> JobKind:
+        if self.init_image is None:
+            return "text-to-image"
+        return "inpaint" if self.mask is not None else "image-to-image"
 
 
 @dataclass

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 
 from pixelsmith.engine.devices import dtype_name, resolve_device, resolve_dtype
-from pixelsmith.engine.jobs import GenerationJob, GenerationOutput
+from pixelsmith.engine.jobs import GenerationJob, GenerationOutput, JobKind
 from pixelsmith.engine.registry import ModelSpec
 from pixelsmith.engine.tiny import ensure_tiny_model
 from pixelsmith.errors import ModelLoadError
@@ -32,9 +34,32 @@ class LoadedPipeline:
     device: torch.device
     dtype: torch.dtype
     call_parameters: frozenset[str] = field(default_factory=frozenset)
+    # Image-to-image and inpainting pipelines made from this one with diffusers' from_pipe:
+    # the same modules (weights) under another pipeline class, so memory does not double.
+    _derived: dict[str, Any] = field(default_factory=dict)
 
     def accepts(self, argument: str) -> bool:
         return argument in self.call_parameters
+
+    def supports(self, kind: JobKind) -> bool:
+        try:
+            self.pipeline_for(kind)
+        except ValueError:
+            return False
+        return True
+
+    def pipeline_for(self, kind: JobKind) -> Any:
+        """The pipeline that runs `kind`; raises ValueError if diffusers has none for it."""
+        if kind == "text-to-image":
+            return self.pipeline
+        if kind not in self._derived:
+            from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+
+            auto = AutoPipelineForInpainting if kind == "inpaint" else AutoPipelineForImage2Image
+            derived = auto.from_pipe(self.pipeline)
+            derived.set_progress_bar_config(**getattr(self.pipeline, "_progress_bar_config", {}))
+            self._derived[kind] = derived
+        return self._derived[kind]
 
     def count_tokens(self, text: str) -> int:
         """Prompt length in the model's own tokens (for `usage`), without truncation."""
@@ -61,10 +86,27 @@ class LoadedPipeline:
         }
         if job.negative_prompt:
             arguments["negative_prompt"] = [job.negative_prompt] * count
+        if job.kind != "text-to-image":
+            arguments["image"] = job.init_image
+            arguments["strength"] = job.strength
+            # diffusers schedules `num_inference_steps` over the full noise range and runs the
+            # last int(steps * strength) of them. Scale the schedule so that the job's steps
+            # are the steps actually run: a 2-step turbo model still denoises twice, from a
+            # noise level set by the strength.
+            arguments["num_inference_steps"] = math.ceil(
+                job.num_inference_steps / max(job.strength, 1e-3)
+            )
+        if job.kind == "image-to-image":
+            del arguments["width"], arguments["height"]  # taken from the image
+        if job.kind == "inpaint":
+            arguments["mask_image"] = job.mask
         prompt_tokens = self.count_tokens(job.prompt)
         with torch.inference_mode():
-            result = self.pipeline(**arguments)
+            result = self.pipeline_for(job.kind)(**arguments)
         images = list(result.images)
+        if job.kind == "inpaint":
+            # Outside the mask the result must be the input, not its trip through the VAE.
+            images = [Image.composite(image, job.init_image, job.mask) for image in images]
         if len(images) != count:
             raise RuntimeError(f"pipeline returned {len(images)} images for {count} requested")
         return GenerationOutput(

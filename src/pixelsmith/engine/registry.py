@@ -32,6 +32,7 @@ class ModelSpec:
     guidance_scale: float
     max_inference_steps: int
     max_prompt_chars: int
+    variation_strength: float
     license: str
 
     @classmethod
@@ -62,6 +63,7 @@ class ModelSpec:
                 else preset.guidance_scale
             ),
             max_inference_steps=config.max_inference_steps,
+            variation_strength=config.variation_strength,
             max_prompt_chars=config.max_prompt_chars,
             license=config.license or preset.license,
         )

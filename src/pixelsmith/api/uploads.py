@@ -1,0 +1,124 @@
+"""Reading uploaded images safely: format sniffed from the bytes, size and pixel limits,
+decompression bombs refused, EXIF orientation applied, alpha kept."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, ImageOps
+
+from pixelsmith.errors import APIError, InvalidRequestError
+
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # OpenAI: each image under 50 MB
+DALL_E_2_MAX_BYTES = 4 * 1024 * 1024
+# Far beyond any size a model takes (4096x4096 = 16.8 MP): a file that decodes to more pixels
+# than this is a decompression bomb, or at least not worth decoding.
+MAX_PIXELS = 40_000_000
+
+MAGIC = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpeg"}
+
+
+class PayloadTooLargeError(APIError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    default_code = "file_too_large"
+
+
+@dataclass(frozen=True)
+class UploadedImage:
+    image: Image.Image  # RGB or RGBA, EXIF orientation applied
+    format: str  # png, jpeg or webp
+    size_bytes: int
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.image.mode == "RGBA"
+
+
+def sniff_format(data: bytes) -> str | None:
+    """png, jpeg or webp from the first bytes; None for anything else. The part's
+    Content-Type is never trusted: the official clients send application/octet-stream."""
+    for magic, name in MAGIC.items():
+        if data.startswith(magic):
+            return name
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def read_image(data: bytes, *, param: str, max_bytes: int = MAX_UPLOAD_BYTES) -> UploadedImage:
+    if len(data) > max_bytes:
+        raise PayloadTooLargeError(
+            f"Invalid file '{param}': {len(data) / 1e6:.1f} MB is over the "
+            f"{max_bytes // (1024 * 1024)} MB limit.",
+            param=param,
+        )
+    if not data:
+        raise InvalidRequestError(
+            f"Invalid file '{param}': the file is empty.", param=param, code="invalid_image"
+        )
+    kind = sniff_format(data)
+    if kind is None:
+        raise InvalidRequestError(
+            f"Invalid file '{param}': unsupported image format. Supported formats are PNG, JPEG "
+            "and WebP.",
+            param=param,
+            code="unsupported_file_mimetype",
+        )
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns, then raises, past its own bomb limit; ours is stricter.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            opened = Image.open(io.BytesIO(data))
+            if opened.width * opened.height > MAX_PIXELS:
+                raise Image.DecompressionBombError(f"{opened.width}x{opened.height}")
+            opened.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InvalidRequestError(
+            f"Invalid file '{param}': the image has too many pixels (more than "
+            f"{MAX_PIXELS // 1_000_000} million).",
+            param=param,
+            code="image_too_large",
+        ) from None
+    except Exception:  # Pillow raises many types for corrupt or truncated data
+        raise InvalidRequestError(
+            f"Invalid file '{param}': the image data is corrupt or truncated.",
+            param=param,
+            code="invalid_image",
+        ) from None
+    image: Image.Image = ImageOps.exif_transpose(opened)
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or (
+        image.mode == "P" and "transparency" in image.info
+    )
+    image = image.convert("RGBA" if has_alpha else "RGB")
+    return UploadedImage(image=image, format=kind, size_bytes=len(data))
+
+
+def read_mask(data: bytes, *, size: tuple[int, int], param: str = "mask") -> Image.Image:
+    """The mask as mode "L", 255 where the image is to be edited: OpenAI's masks mark the area
+    to edit with fully transparent pixels (alpha 0)."""
+    uploaded = read_image(data, param=param, max_bytes=DALL_E_2_MAX_BYTES)
+    if uploaded.format != "png":
+        raise InvalidRequestError(
+            "Invalid file 'mask': the mask must be a PNG with an alpha channel.",
+            param=param,
+            code="invalid_image_format",
+        )
+    if uploaded.image.size != size:
+        raise InvalidRequestError(
+            f"Invalid file 'mask': the mask is {uploaded.image.width}x{uploaded.image.height} but "
+            f"the image is {size[0]}x{size[1]}; they must be the same size.",
+            param=param,
+            code="invalid_image_dimensions",
+        )
+    if not uploaded.has_alpha:
+        raise InvalidRequestError(
+            "Invalid file 'mask': the mask has no alpha channel; fully transparent pixels mark "
+            "the area to edit.",
+            param=param,
+            code="invalid_image_format",
+        )
+    alpha = uploaded.image.getchannel("A")
+    return alpha.point(lambda value: 255 if value == 0 else 0)

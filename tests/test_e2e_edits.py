@@ -1,0 +1,207 @@
+"""Edits and variations through the official `openai` client (and raw JSON for the JSON edit)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import httpx
+import numpy as np
+import openai
+import pytest
+from conftest import RunningServer, make_settings
+from moderation_models import save_image_classifier
+from PIL import Image
+
+from pixelsmith.app import create_app
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def gradient(width: int, height: int) -> Image.Image:
+    x = np.linspace(0, 255, width, dtype=np.uint8)[None, :].repeat(height, 0)
+    y = np.linspace(0, 255, height, dtype=np.uint8)[:, None].repeat(width, 1)
+    return Image.fromarray(np.stack([x, y, 255 - x], axis=-1))
+
+
+def decode(item) -> Image.Image:
+    return Image.open(io.BytesIO(base64.b64decode(item.b64_json)))
+
+
+def test_edit_with_file_object_bytes_and_a_list_of_one(client, tmp_path: Path):
+    path = tmp_path / "input.png"
+    gradient(128, 96).save(path)
+    with path.open("rb") as handle:
+        by_file = client.images.edit(image=handle, prompt="make it autumn", n=2)
+    by_bytes = client.images.edit(image=path.read_bytes(), prompt="make it autumn")
+    as_list = client.images.edit(image=[path.read_bytes()], prompt="make it autumn")
+    for result, count in ((by_file, 2), (by_bytes, 1), (as_list, 1)):
+        assert len(result.data) == count
+        assert result.size == "128x96"  # size=auto: the input's size on the model's grid
+        assert decode(result.data[0]).size == (128, 96)
+        assert result.usage.input_tokens_details.image_tokens > 0
+
+
+def test_several_images_for_a_one_image_model_is_400(client):
+    data = png_bytes(gradient(64, 64))
+    with pytest.raises(openai.BadRequestError) as error:
+        client.images.edit(image=[data, data, data], prompt="combine them")
+    assert error.value.param == "image"
+    assert "takes 1 input image; got 3" in error.value.message
+
+
+def test_masked_edit_keeps_the_pixels_outside_the_mask(client):
+    source = gradient(128, 128)
+    mask = Image.new("RGBA", (128, 128), (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (32, 32, 96, 96))  # transparent = edit here
+    result = client.images.edit(
+        image=png_bytes(source),
+        mask=png_bytes(mask),
+        prompt="a red square",
+        size="128x128",
+        extra_body={"seed": 3},
+    )
+    edited = np.asarray(decode(result.data[0]).convert("RGB"), dtype=np.int16)
+    original = np.asarray(source, dtype=np.int16)
+    inside = np.zeros((128, 128), dtype=bool)
+    inside[32:96, 32:96] = True
+    assert np.abs(edited - original)[~inside].mean() < 1.0
+    assert np.abs(edited - original)[inside].mean() > 10.0
+
+
+def test_fidelity_and_seed_change_the_result(client):
+    data = png_bytes(gradient(64, 64))
+
+    def edit(**options) -> bytes:
+        return base64.b64decode(
+            client.images.edit(image=data, prompt="x", **options).data[0].b64_json
+        )
+
+    low = edit(extra_body={"seed": 1})
+    assert edit(extra_body={"seed": 1}) == low
+    assert edit(extra_body={"seed": 2}) != low
+    assert edit(input_fidelity="high", extra_body={"seed": 1}) != low
+
+
+def test_alpha_and_exif_orientation(client):
+    rgba = gradient(64, 64).convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize((64, 64)))
+    result = client.images.edit(image=png_bytes(rgba), prompt="x")
+    output = decode(result.data[0])
+    assert output.mode == "RGBA" and result.background == "transparent"
+    assert (
+        np.abs(
+            np.asarray(output.getchannel("A"), np.int16)
+            - np.asarray(rgba.getchannel("A"), np.int16)
+        ).max()
+        <= 2
+    )
+
+    buffer = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees when displayed
+    gradient(128, 64).save(buffer, format="JPEG", exif=exif)
+    rotated = client.images.edit(image=buffer.getvalue(), prompt="x")
+    assert rotated.size == "64x128"
+
+
+# The official client marks create_variation deprecated (dall-e-2 was retired by OpenAI); it
+# still sends the request, which self-hosted servers keep answering.
+@pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")
+def test_variations(client):
+    data = png_bytes(gradient(256, 256))
+    result = client.images.create_variation(image=data, n=2, size="256x256", extra_body={"seed": 7})
+    assert len(result.data) == 2
+    assert [item.model_extra["seed"] for item in result.data] == [7, 8]
+    for item in result.data:  # dall-e-2 answers with URLs by default
+        response = httpx.get(item.url)
+        assert response.status_code == 200
+        assert Image.open(io.BytesIO(response.content)).size == (256, 256)
+    b64 = client.images.create_variation(image=data, response_format="b64_json", size="256x256")
+    assert decode(b64.data[0]).size == (256, 256)
+    with pytest.raises(openai.BadRequestError) as error:  # dall-e-2: square PNGs only
+        client.images.create_variation(image=png_bytes(gradient(256, 128)))
+    assert error.value.param == "image"
+
+
+def truncated_png() -> bytes:
+    data = png_bytes(Image.effect_noise((64, 64), 64).convert("RGB"))
+    return data[: len(data) // 2]
+
+
+def bomb_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("1", (7000, 7000)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("image", "mask", "prompt", "param", "code"),
+    [
+        (b"GIF89a not a supported image", None, "x", "image", "unsupported_file_mimetype"),
+        (b"hello, I am text", None, "x", "image", "unsupported_file_mimetype"),
+        (truncated_png(), None, "x", "image", "invalid_image"),
+        (bomb_png(), None, "x", "image", "image_too_large"),
+        (
+            png_bytes(gradient(64, 64)),
+            png_bytes(Image.new("RGBA", (32, 32))),
+            "x",
+            "mask",
+            "invalid_image_dimensions",
+        ),
+        (
+            png_bytes(gradient(64, 64)),
+            png_bytes(Image.new("RGB", (64, 64))),
+            "x",
+            "mask",
+            "invalid_image_format",
+        ),
+        (png_bytes(gradient(64, 64)), None, "", "prompt", "invalid_value"),
+    ],
+)
+def test_bad_uploads_are_400_with_param(client, image, mask, prompt, param, code):
+    arguments = {"image": image, "prompt": prompt} | ({"mask": mask} if mask else {})
+    with pytest.raises(openai.BadRequestError) as error:
+        client.images.edit(**arguments)
+    assert error.value.param == param
+    assert error.value.code == code
+
+
+def test_oversized_upload_is_413_and_the_server_keeps_serving(client):
+    too_big = png_bytes(gradient(64, 64)) + b"\0" * (50 * 1024 * 1024)
+    with pytest.raises(openai.APIStatusError) as error:
+        client.images.edit(image=too_big, prompt="x")
+    assert error.value.status_code == 413
+    assert error.value.body["code"] == "file_too_large"
+    assert len(client.images.edit(image=png_bytes(gradient(64, 64)), prompt="x").data) == 1
+
+
+def test_json_edit_with_data_urls(server):
+    data_url = "data:image/png;base64," + base64.b64encode(png_bytes(gradient(64, 64))).decode()
+    url = f"{server.base_url}/v1/images/edits"
+    response = httpx.post(url, json={"images": [{"image_url": data_url}], "prompt": "x", "n": 2})
+    assert response.status_code == 200, response.text
+    assert len(response.json()["data"]) == 2
+    remote = httpx.post(
+        url, json={"images": [{"image_url": "http://127.0.0.1:1/x.png"}], "prompt": "x"}
+    )
+    assert remote.status_code == 400
+    assert remote.json()["error"]["param"] == "images[0].image_url"
+
+
+def test_input_images_are_moderated(cache_dir: Path, tmp_path: Path):
+    nsfw = save_image_classifier(tmp_path / "nsfw", ["normal", "nsfw"], [0.03, 0.97])
+    settings = make_settings(cache_dir, tmp_path / "images", moderation_image_classifier=str(nsfw))
+    with RunningServer(create_app(settings)) as running:
+        with openai.OpenAI(base_url=f"{running.base_url}/v1", api_key="x", max_retries=0) as c:
+            with pytest.raises(openai.BadRequestError) as error:
+                c.images.edit(image=png_bytes(gradient(64, 64)), prompt="a hat")
+    assert error.value.body["moderation_details"] == {
+        "moderation_stage": "input",
+        "categories": ["sexual"],
+    }
