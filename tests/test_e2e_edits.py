@@ -205,3 +205,41 @@ def test_input_images_are_moderated(cache_dir: Path, tmp_path: Path):
         "moderation_stage": "input",
         "categories": ["sexual"],
     }
+
+
+def test_fetching_image_urls_is_guarded(cache_dir: Path, tmp_path: Path):
+    def edit(running: RunningServer, image_url: str) -> httpx.Response:
+        return httpx.post(
+            f"{running.base_url}/v1/images/edits",
+            json={"images": [{"image_url": image_url}], "prompt": "x"},
+            timeout=60,
+        )
+
+    public_only = make_settings(cache_dir, tmp_path / "a", fetch_image_urls=True)
+    with RunningServer(create_app(public_only)) as running:
+        # Refused after name resolution, before any connection is made.
+        for url in (
+            f"{running.base_url}/health",
+            "http://localhost:9/x.png",
+            "http://[::1]:9/x.png",
+            "http://169.254.169.254/latest/meta-data",
+            "http://10.0.0.1/x.png",
+        ):
+            response = edit(running, url)
+            assert response.status_code == 400, url
+            error = response.json()["error"]
+            assert error["param"] == "images[0].image_url"
+            assert "private or local address" in error["message"]
+
+    internal = make_settings(
+        cache_dir, tmp_path / "b", fetch_image_urls=True, fetch_image_urls_allow_private=True
+    )
+    with RunningServer(create_app(internal)) as running:
+        with openai.OpenAI(base_url=f"{running.base_url}/v1", api_key="x", max_retries=0) as c:
+            url = c.images.generate(prompt="x", size="64x64", response_format="url").data[0].url
+        response = edit(running, url)
+        assert response.status_code == 200, response.text
+        assert response.json()["size"] == "64x64"
+        missing = edit(running, f"{running.base_url}/v1/images/files/nothing.png")
+        assert missing.status_code == 400
+        assert "answered 403" in missing.json()["error"]["message"]

@@ -16,6 +16,7 @@ from pixelsmith import __version__
 from pixelsmith.api import images, models, moderations
 from pixelsmith.api.auth import APIKeyChecker, APIKeyMiddleware
 from pixelsmith.api.errors import install_error_handlers
+from pixelsmith.api.fetch import ImageFetcher
 from pixelsmith.api.middleware import RequestContextMiddleware
 from pixelsmith.api.serving import ImageService
 from pixelsmith.engine import Engine
@@ -105,6 +106,11 @@ def create_app(
     app.state.engine = engine or Engine(settings)
     app.state.image_store = store or build_store(settings)
     app.state.api_keys = APIKeyChecker(settings.accepted_api_keys())
+    app.state.image_fetcher = (
+        ImageFetcher(allow_private=settings.fetch_image_urls_allow_private)
+        if settings.fetch_image_urls
+        else None
+    )
     app.state.started_at = int(time.time())
 
     install_error_handlers(app)

@@ -248,6 +248,18 @@ class Settings(BaseSettings):
         "or hub id) whose labels name categories (nsfw, gore, hate, ...).",
     )
 
+    # --- Image URLs in JSON edits --------------------------------------------------------------
+    fetch_image_urls: bool = Field(
+        default=False,
+        description="Let JSON edits name http(s) image URLs for the server to download. Off: "
+        "only data: URLs. Public addresses only, unless fetch_image_urls_allow_private.",
+    )
+    fetch_image_urls_allow_private: bool = Field(
+        default=False,
+        description="Also fetch from private, loopback and link-local addresses (trusted "
+        "internal networks only: this lets clients reach the server's own network).",
+    )
+
     # --- Auth ---------------------------------------------------------------------------------
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,

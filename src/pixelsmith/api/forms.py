@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
+from pixelsmith.api.fetch import ImageFetcher
 from pixelsmith.api.uploads import MAX_UPLOAD_BYTES, PayloadTooLargeError
 from pixelsmith.errors import InvalidRequestError
 
@@ -85,9 +86,9 @@ async def read_form_files(
     return files, text
 
 
-def decode_image_ref(reference: Any, param: str) -> bytes:
-    """The bytes of a JSON `{"image_url": "data:..."}` reference. Fetching http(s) URLs is off:
-    a server that fetches what clients name can be turned against its own network."""
+async def image_ref_bytes(reference: Any, param: str, fetcher: ImageFetcher | None) -> bytes:
+    """The bytes of a JSON `{"image_url": ...}` reference: a base64 data: URL, or an http(s)
+    URL when the operator turned fetching on (`fetcher`); see fetch.py for its safeguards."""
     if not isinstance(reference, dict) or set(reference) - {"image_url", "file_id"}:
         raise InvalidRequestError(
             f"Invalid '{param}': expected an object with 'image_url'.",
@@ -109,12 +110,14 @@ def decode_image_ref(reference: Any, param: str) -> bytes:
         )
     header, _, data = url.partition(",")
     if url.startswith(("http://", "https://")):
-        raise InvalidRequestError(
-            f"Invalid '{param}.image_url': fetching image URLs is disabled on this server; send "
-            "the image as a base64 data: URL.",
-            param=f"{param}.image_url",
-            code="unsupported_value",
-        )
+        if fetcher is None:
+            raise InvalidRequestError(
+                f"Invalid '{param}.image_url': fetching image URLs is disabled on this server; "
+                "send the image as a base64 data: URL.",
+                param=f"{param}.image_url",
+                code="unsupported_value",
+            )
+        return await fetcher.fetch(url, param=f"{param}.image_url")
     if not (header.startswith("data:") and header.endswith(";base64") and data):
         raise InvalidRequestError(
             f"Invalid '{param}.image_url': expected a base64 data: URL.",

@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse
 from PIL import Image
 from starlette.responses import Response
 
-from pixelsmith.api.forms import MAX_IMAGES, decode_image_ref, read_form_files, validate
+from pixelsmith.api.forms import MAX_IMAGES, image_ref_bytes, read_form_files, validate
 from pixelsmith.api.protocol import (
     CreateImageEditRequest,
     CreateImageRequest,
@@ -161,12 +161,15 @@ async def _edit_inputs(
                 param="images",
                 code="missing_required_parameter",
             )
+        fetcher = request.app.state.image_fetcher
         image_data = [
-            decode_image_ref(reference, f"images[{index}]")
+            await image_ref_bytes(reference, f"images[{index}]", fetcher)
             for index, reference in enumerate(references[: MAX_IMAGES + 1])
         ]
         mask_reference = body.pop("mask", None)
-        mask_data = [decode_image_ref(mask_reference, "mask")] if mask_reference else []
+        mask_data = (
+            [await image_ref_bytes(mask_reference, "mask", fetcher)] if mask_reference else []
+        )
         fields = body
     else:
         raise InvalidRequestError(
