@@ -243,3 +243,55 @@ def test_fetching_image_urls_is_guarded(cache_dir: Path, tmp_path: Path):
         missing = edit(running, f"{running.base_url}/v1/images/files/nothing.png")
         assert missing.status_code == 400
         assert "answered 403" in missing.json()["error"]["message"]
+
+
+@pytest.fixture(scope="module")
+def kontext_server(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    from tiny_families import save_tiny_flux_kontext
+
+    from pixelsmith.settings import ModelConfig
+
+    directory = save_tiny_flux_kontext(tmp_path_factory.mktemp("kontext"))
+    settings = make_settings(
+        cache_dir,
+        tmp_path_factory.mktemp("kontext-images"),
+        models=[
+            ModelConfig(source="tiny"),
+            ModelConfig(
+                source=str(directory),
+                id="tiny-kontext",
+                sizes=["64x64", "128x128"],
+                default_size="64x64",
+                steps={"low": 1, "medium": 2, "high": 2},
+            ),  # fmt: skip
+        ],
+    )
+    with RunningServer(create_app(settings)) as running:
+        yield running
+
+
+def test_instruction_edit_model_takes_the_image_as_reference(kontext_server):
+    engine = kontext_server.server.config.app.state.engine
+    loaded = engine.pipeline(engine.registry.resolve("tiny-kontext"))
+    assert type(loaded.pipeline).__name__ == "FluxKontextPipeline"
+    assert loaded.edits_by_instruction
+    with openai.OpenAI(base_url=f"{kontext_server.base_url}/v1", api_key="x", max_retries=0) as c:
+        source = png_bytes(gradient(64, 64))
+        result = c.images.edit(
+            model="tiny-kontext", image=source, prompt="make it blue", extra_body={"seed": 1}
+        )
+        assert decode(result.data[0]).size == (64, 64)
+        again = c.images.edit(
+            model="tiny-kontext", image=source, prompt="make it blue", extra_body={"seed": 1}
+        )
+        assert again.data[0].b64_json == result.data[0].b64_json
+        mask = Image.new("RGBA", (64, 64), (0, 0, 0, 255))
+        mask.paste((0, 0, 0, 0), (0, 0, 32, 64))
+        masked = c.images.edit(model="tiny-kontext", image=source, mask=png_bytes(mask), prompt="x")
+        kept = np.asarray(decode(masked.data[0]).convert("RGB"), np.int16)[:, 32:]
+        assert np.abs(kept - np.asarray(gradient(64, 64), np.int16)[:, 32:]).max() <= 1
+        with pytest.raises(openai.BadRequestError) as error:
+            c.images.edit(model="tiny-kontext", image=[source, source], prompt="x")
+        assert "takes 1 input image; got 2" in error.value.message
+        generated = c.images.generate(model="tiny-kontext", prompt="a cat")
+        assert decode(generated.data[0]).size == (64, 64)

@@ -41,7 +41,15 @@ class LoadedPipeline:
     def accepts(self, argument: str) -> bool:
         return argument in self.call_parameters
 
+    @property
+    def edits_by_instruction(self) -> bool:
+        """Instruction-editing pipelines (FLUX.1 Kontext, Qwen-Image-Edit) take the input image
+        as a reference in their own call, with no image-to-image strength."""
+        return "image" in self.call_parameters and "strength" not in self.call_parameters
+
     def supports(self, kind: JobKind) -> bool:
+        if self.edits_by_instruction:
+            return True
         try:
             self.pipeline_for(kind)
         except ValueError:
@@ -86,6 +94,14 @@ class LoadedPipeline:
         }
         if job.negative_prompt:
             arguments["negative_prompt"] = [job.negative_prompt] * count
+        # Kontext-style pipelines otherwise rescale to about one megapixel; the server has
+        # already chosen the size.
+        if "max_area" in self.call_parameters:
+            arguments["max_area"] = job.width * job.height
+        if "_auto_resize" in self.call_parameters:
+            arguments["_auto_resize"] = False
+        if job.kind != "text-to-image" and self.edits_by_instruction:
+            return self._run_instruction_edit(job, arguments, started)
         if job.kind != "text-to-image":
             arguments["image"] = job.init_image
             arguments["strength"] = job.strength
@@ -113,6 +129,28 @@ class LoadedPipeline:
             images=images,
             seeds=job.seeds,
             prompt_tokens=prompt_tokens,
+            seconds=time.perf_counter() - started,
+        )
+
+    def _run_instruction_edit(
+        self, job: GenerationJob, arguments: dict[str, Any], started: float
+    ) -> GenerationOutput:
+        arguments["image"] = job.init_image
+        arguments = {k: v for k, v in arguments.items() if k in self.call_parameters}
+        with torch.inference_mode():
+            images = list(self.pipeline(**arguments).images)
+        images = [
+            image
+            if image.size == (job.width, job.height)
+            else image.resize((job.width, job.height))
+            for image in images
+        ]
+        if job.mask is not None:  # the mask still bounds the edit
+            images = [Image.composite(image, job.init_image, job.mask) for image in images]
+        return GenerationOutput(
+            images=images,
+            seeds=job.seeds,
+            prompt_tokens=self.count_tokens(job.prompt),
             seconds=time.perf_counter() - started,
         )
 
