@@ -295,3 +295,33 @@ def test_instruction_edit_model_takes_the_image_as_reference(kontext_server):
         assert "takes 1 input image; got 2" in error.value.message
         generated = c.images.generate(model="tiny-kontext", prompt="a cat")
         assert decode(generated.data[0]).size == (64, 64)
+
+
+def test_edge_cases_of_size_alpha_and_json_names(client, server):
+    long = client.images.edit(image=png_bytes(gradient(6000, 100)), prompt="x", quality="low")
+    width, height = (int(side) for side in long.size.split("x"))
+    assert width <= 4096 and width % 8 == 0 and height % 8 == 0
+
+    # dall-e-2 without a mask: the transparent area is the mask, and comes back opaque.
+    holed = gradient(256, 256).convert("RGBA")
+    holed.paste((0, 0, 0, 0), (64, 64, 192, 192))
+    filled = client.images.edit(
+        model="dall-e-2", image=png_bytes(holed), prompt="fill it", response_format="b64_json"
+    )
+    filled_image = decode(filled.data[0])
+    assert filled_image.mode in ("RGB", "RGBA")
+    if filled_image.mode == "RGBA":
+        assert filled_image.getchannel("A").getextrema() == (255, 255)
+
+    half = gradient(64, 64).convert("RGBA")
+    half.putalpha(Image.linear_gradient("L").resize((64, 64)))
+    opaque = client.images.edit(image=png_bytes(half), prompt="x", background="opaque")
+    assert decode(opaque.data[0]).mode == "RGB" and opaque.background == "opaque"
+
+    not_an_image = "data:image/png;base64," + base64.b64encode(b"plain text").decode()
+    response = httpx.post(
+        f"{server.base_url}/v1/images/edits",
+        json={"images": [{"image_url": not_an_image}], "prompt": "x"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "images[0]"

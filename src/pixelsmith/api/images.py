@@ -136,13 +136,15 @@ async def _edit_inputs(
 ) -> tuple[CreateImageEditRequest, list[UploadedImage], Image.Image | None]:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        form = await request.form(max_files=MAX_IMAGES + 2, max_fields=64)
+        # Starlette's own limits answer outside our envelope; ours (MAX_IMAGES) come first.
+        form = await request.form(max_files=4 * MAX_IMAGES, max_fields=64)
         try:
             files, fields = await read_form_files(form, ("image", "mask"))
         finally:
             await form.close()
         image_data = files.get("image", [])
         mask_data = files.get("mask", [])
+        image_param = "image"
     elif content_type.startswith("application/json"):
         try:
             body = orjson.loads(await request.body())
@@ -154,6 +156,7 @@ async def _edit_inputs(
             raise InvalidRequestError(
                 "The request body must be a JSON object.", code="invalid_type"
             )
+        image_param = "images"
         references = body.pop("images", None)
         if not isinstance(references, list) or not references:
             raise InvalidRequestError(
@@ -161,10 +164,14 @@ async def _edit_inputs(
                 param="images",
                 code="missing_required_parameter",
             )
+        if len(references) > MAX_IMAGES:  # before anything is decoded or fetched
+            raise InvalidRequestError(
+                f"Too many images: at most {MAX_IMAGES}.", param="images", code="too_many_images"
+            )
         fetcher = request.app.state.image_fetcher
         image_data = [
             await image_ref_bytes(reference, f"images[{index}]", fetcher)
-            for index, reference in enumerate(references[: MAX_IMAGES + 1])
+            for index, reference in enumerate(references)
         ]
         mask_reference = body.pop("mask", None)
         mask_data = (
@@ -183,11 +190,15 @@ async def _edit_inputs(
         )
     if len(image_data) > MAX_IMAGES:
         raise InvalidRequestError(
-            f"Too many images: at most {MAX_IMAGES}.", param="image", code="too_many_images"
+            f"Too many images: at most {MAX_IMAGES}.", param=image_param, code="too_many_images"
         )
     images = [
         await asyncio.to_thread(
-            read_image, data, param="image" if len(image_data) == 1 else f"image[{index}]"
+            read_image,
+            data,
+            param=f"{image_param}[{index}]"
+            if image_param == "images" or len(image_data) > 1
+            else "image",
         )
         for index, data in enumerate(image_data)
     ]
@@ -221,7 +232,7 @@ async def create_image_variation(request: Request) -> Response:
         raise InvalidRequestError(
             "Send variations as multipart/form-data.", code="invalid_content_type"
         )
-    form = await request.form(max_files=2, max_fields=32)
+    form = await request.form(max_files=4 * MAX_IMAGES, max_fields=32)
     try:
         files, fields = await read_form_files(form, ("image",))
     finally:

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, replace
 
 import pybase64
-from PIL import Image
+from PIL import Image, ImageChops
 
 from pixelsmith.api.model_names import QUALITY_TIERS, NameRules, apply_style, rules_for
 from pixelsmith.api.protocol import (
@@ -68,13 +68,16 @@ EDIT_STRENGTH: dict[tuple[str, str], float] = {
 }
 
 
+MAX_SIDE = 4096
+
+
 def snap_to_grid(size: tuple[int, int], spec: ModelSpec) -> str:
     """An input size as WIDTHxHEIGHT the model can make: multiples of 8 (the VAE's factor), no
     more pixels than the model's largest size, the input's aspect ratio kept."""
     width, height = size
     largest = max(w * h for w, h in (check_size_string(s) for s in spec.sizes))
-    scale = min(1.0, (largest / (width * height)) ** 0.5)
-    snapped = [max(64, int(side * scale) // 8 * 8) for side in (width, height)]
+    scale = min(1.0, (largest / (width * height)) ** 0.5, MAX_SIDE / max(width, height))
+    snapped = [min(MAX_SIDE, max(64, int(side * scale) // 8 * 8)) for side in (width, height)]
     return f"{snapped[0]}x{snapped[1]}"
 
 
@@ -342,7 +345,19 @@ class ImageService:
             mask=mask.resize((width, height), Image.Resampling.NEAREST) if mask else None,
             strength=EDIT_STRENGTH[(kind, request.input_fidelity or "low")],
         )
-        alpha = _resized(source.image.getchannel("A"), width, height) if source.has_alpha else None
+        alpha = None
+        if source.has_alpha and request.background != "opaque":
+            alpha = source.image.getchannel("A")
+            if mask is not None:
+                # Whatever is repainted is opaque, transparent holes included (dall-e-2 edits
+                # fill the image's transparent area).
+                alpha = ImageChops.lighter(alpha, mask)
+            if alpha.getextrema()[0] == 255:
+                alpha = None  # an alpha channel with nothing transparent in it
+            else:
+                alpha = _resized(alpha, width, height)
+        if prepared.output_format == "jpeg":
+            alpha = None
         return await self._run(
             replace(prepared, job=job, keep_alpha=alpha),
             [image.image for image in images],
@@ -453,9 +468,9 @@ class ImageService:
         self._blocked(rules, prepared, request_id)
         if input_images:
             inputs = await asyncio.to_thread(
-                self.moderator.check_images, input_images, prepared.moderation, rules
+                self.moderator.check_images, input_images, prepared.moderation, rules, "input"
             )
-            self._blocked(replace(inputs, stage="input"), prepared, request_id)
+            self._blocked(inputs, prepared, request_id)
         prompt_check = asyncio.ensure_future(
             asyncio.to_thread(self.moderator.check_prompt_models, prepared.prompt, rules)
         )

@@ -209,9 +209,14 @@ def load_pipeline(
     pipeline.set_progress_bar_config(disable=not show_progress)
     logger.info("loaded %s in %.1f s", spec.id, time.perf_counter() - started)
     parameters = frozenset(inspect.signature(pipeline.__call__).parameters)
-    return LoadedPipeline(
+    loaded = LoadedPipeline(
         spec=spec, pipeline=pipeline, device=device, dtype=dtype, call_parameters=parameters
     )
+    # Build the edit pipelines now (cheap: they share every module) so that asking what a
+    # model supports never builds one on the event loop while the worker uses the model.
+    loaded.supports("image-to-image")
+    loaded.supports("inpaint")
+    return loaded
 
 
 def _describe(exc: BaseException) -> str:

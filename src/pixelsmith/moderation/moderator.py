@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from PIL import Image
 
-from pixelsmith.moderation.base import SEXUAL_SIGNAL, ModerationLevel, Verdict
+from pixelsmith.moderation.base import SEXUAL_SIGNAL, ModerationLevel, Stage, Verdict
 from pixelsmith.moderation.classifiers import ImageClassifier, TextClassifier
 from pixelsmith.moderation.rules import TermMatcher, default_matcher
 
@@ -69,10 +69,15 @@ class Moderator:
         return verdict
 
     def check_images(
-        self, images: Sequence[Image.Image], level: ModerationLevel, prompt: Verdict | None = None
+        self,
+        images: Sequence[Image.Image],
+        level: ModerationLevel,
+        prompt: Verdict | None = None,
+        stage: Stage = "output",
     ) -> Verdict:
-        """One verdict for a set of images: blocked if any image is."""
-        verdict = Verdict(stage="output", level=level)
+        """One verdict for a set of images: blocked if any image is. Generated images are the
+        output stage; the input images of edits and variations are the input stage."""
+        verdict = Verdict(stage=stage, level=level)
         verdict.mentions_minor = bool(prompt and prompt.mentions_minor)
         for classifier in self.image_classifiers:
             for index, scores in enumerate(classifier.scores(list(images))):
@@ -124,6 +129,10 @@ class DisabledModerator(Moderator):
         return rules
 
     def check_images(
-        self, images: Sequence[Image.Image], level: ModerationLevel, prompt: Verdict | None = None
+        self,
+        images: Sequence[Image.Image],
+        level: ModerationLevel,
+        prompt: Verdict | None = None,
+        stage: Stage = "output",
     ) -> Verdict:
-        return Verdict(stage="output", level=level)
+        return Verdict(stage=stage, level=level)
