@@ -325,3 +325,28 @@ def test_edge_cases_of_size_alpha_and_json_names(client, server):
     )
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "images[0]"
+
+
+def test_repeated_plain_image_parts_and_chunked_bodies(server, monkeypatch):
+    import pixelsmith.api.images
+
+    # The real limit is about 1.2 GB; a smaller one keeps the test quick (same code path).
+    monkeypatch.setattr(pixelsmith.api.images, "MAX_EDIT_BODY_BYTES", 5_000_000)
+    url = f"{server.base_url}/v1/images/edits"
+    data = png_bytes(gradient(64, 64))
+    files = [("image", ("a.png", data, "application/octet-stream"))] * 2
+    response = httpx.post(url, data={"prompt": "x"}, files=files)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "too_many_images"
+
+    def chunks():
+        body = b'{"prompt": "x", "images": [{"image_url": "data:image/png;base64,'
+        yield body
+        for _ in range(10):  # 10 MB of base64 'A's, sent without a Content-Length
+            yield b"A" * 1_000_000
+
+    too_big = httpx.post(
+        url, content=chunks(), headers={"content-type": "application/json"}, timeout=60
+    )
+    assert too_big.status_code == 413
+    assert too_big.json()["error"]["code"] == "file_too_large"

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from PIL import Image
 from starlette.responses import Response
+from starlette.types import Message
 
 from pixelsmith.api.forms import MAX_IMAGES, image_ref_bytes, read_form_files, validate
 from pixelsmith.api.protocol import (
@@ -122,13 +123,27 @@ async def get_image_file(
 MAX_EDIT_BODY_BYTES = (MAX_IMAGES + 1) * MAX_UPLOAD_BYTES * 4 // 3
 
 
-def _check_body_size(request: Request) -> None:
+def _size_limited(request: Request) -> Request:
+    """The request, refusing a body over the limit: by Content-Length before reading, and by
+    counting as it arrives for chunked bodies, which announce no length."""
     length = request.headers.get("content-length", "")
+    limit_mb = MAX_EDIT_BODY_BYTES // 10**6
     if length.isdigit() and int(length) > MAX_EDIT_BODY_BYTES:
         raise PayloadTooLargeError(
-            f"The request body is {int(length) / 1e6:.0f} MB; the limit is "
-            f"{MAX_EDIT_BODY_BYTES // 10**6} MB.",
+            f"The request body is {int(length) / 1e6:.0f} MB; the limit is {limit_mb} MB."
         )
+    received = 0
+
+    async def counting_receive() -> Message:
+        nonlocal received
+        message = await request.receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > MAX_EDIT_BODY_BYTES:
+                raise PayloadTooLargeError(f"The request body is over the {limit_mb} MB limit.")
+        return message
+
+    return Request(request.scope, counting_receive)
 
 
 async def _edit_inputs(
@@ -211,8 +226,7 @@ async def _edit_inputs(
 @router.post("/v1/images/edits", name="create_image_edit", response_model=ImagesResponse)
 async def create_image_edit(request: Request) -> Response:
     """Edit an image from a prompt (OpenAI `images.edit`), multipart or JSON."""
-    _check_body_size(request)
-    edit, images, mask = await _edit_inputs(request)
+    edit, images, mask = await _edit_inputs(_size_limited(request))
     service: ImageService = request.app.state.image_service
     work = service.create_edit(
         edit, images, mask, base_url=public_base_url(request), request_id=request.state.request_id
@@ -227,12 +241,11 @@ async def create_image_edit(request: Request) -> Response:
 @router.post("/v1/images/variations", name="create_image_variation", response_model=ImagesResponse)
 async def create_image_variation(request: Request) -> Response:
     """Variations of one image (OpenAI `images.create_variation`), multipart."""
-    _check_body_size(request)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise InvalidRequestError(
             "Send variations as multipart/form-data.", code="invalid_content_type"
         )
-    form = await request.form(max_files=4 * MAX_IMAGES, max_fields=32)
+    form = await _size_limited(request).form(max_files=4 * MAX_IMAGES, max_fields=32)
     try:
         files, fields = await read_form_files(form, ("image",))
     finally:
