@@ -135,3 +135,57 @@ def test_moderations_endpoint(client):
             input=[{"type": "image_url", "image_url": {"url": "https://example.test/x.png"}}]
         )
     assert error.value.param == "input[0].image_url.url"
+
+
+def test_moderations_endpoint_limits(client, server):
+    import httpx
+
+    url = f"{server.base_url}/v1/moderations"
+    for body, param in [
+        ({"input": []}, "input"),
+        ({"input": ["x"] * 33}, "input"),
+        ({"input": "a" * 64_001}, "input"),
+    ]:
+        response = httpx.post(url, json=body)
+        assert response.status_code == 400, body
+        assert response.json()["error"]["param"] == param
+    bomb = io.BytesIO()
+    Image.new("1", (7000, 7000)).save(bomb, format="PNG")
+    data_url = "data:image/png;base64," + base64.b64encode(bomb.getvalue()).decode()
+    response = httpx.post(
+        url, json={"input": [{"type": "image_url", "image_url": {"url": data_url}}]}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "image_too_large"
+    result = client.moderations.create(input="a beheading, gore")
+    assert result.results[0].categories.violence_graphic
+    assert result.results[0].categories.violence  # a flagged subcategory flags its parent
+    # Lone surrogates are valid JSON escapes but no text: 400, not a tokenizer crash.
+    for path, body, param in [
+        ("/v1/moderations", b'{"input": "\\ud800 a cat"}', "input"),
+        ("/v1/images/generations", b'{"prompt": "a cat \\udc00"}', "prompt"),
+    ]:
+        response = httpx.post(
+            server.base_url + path, content=body, headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["param"] == param
+
+
+def test_open_servers_need_an_image_check(monkeypatch):
+    import pixelsmith.moderation as moderation
+    from pixelsmith.errors import ModelLoadError
+    from pixelsmith.settings import Settings
+
+    def missing():
+        raise ImportError("nudenet")
+
+    monkeypatch.setattr(moderation, "_nudenet", missing)
+    local = moderation.build_moderator(Settings(moderation_semantic="off"))
+    assert local.image_classifiers == []  # loopback: a warning, and the server starts
+    with pytest.raises(ModelLoadError, match="moderation_image_classifier=none"):
+        moderation.build_moderator(Settings(host="0.0.0.0", moderation_semantic="off"))
+    chosen = moderation.build_moderator(
+        Settings(host="0.0.0.0", moderation_semantic="off", moderation_image_classifier="none")
+    )
+    assert chosen.image_classifiers == []

@@ -64,10 +64,17 @@ class ModerationBlockedError(InvalidRequestError):
     """
 
     def __init__(
-        self, *, stage: str, categories: list[str], request_id: str, legacy: bool = False
+        self,
+        *,
+        stage: str,
+        categories: list[str],
+        request_id: str,
+        legacy: str | None = None,
     ) -> None:
-        if legacy:
-            super().__init__(LEGACY_POLICY_MESSAGES[stage], code="content_policy_violation")
+        if legacy is not None:
+            # Only dall-e-3 rewrote prompts, so only its message speaks of image descriptions.
+            key = "output" if legacy == "dall-e-3" and stage == "output" else "input"
+            super().__init__(LEGACY_POLICY_MESSAGES[key], code="content_policy_violation")
             return
         super().__init__(
             "Your request was rejected by the safety system. If you believe this is an error, "
@@ -141,6 +148,18 @@ class ModelLoadError(APIError):
     status_code = 503
     error_type = "server_error"
     default_code = "model_load_failed"
+
+
+def reject_unpaired_surrogates(text: str, param: str) -> None:
+    """JSON may carry lone UTF-16 surrogates ("\\ud800") that are no text at all; tokenizers
+    fail on them, so they are refused up front."""
+    if any("\ud800" <= ch <= "\udfff" for ch in text):
+        raise InvalidRequestError(
+            f"Invalid '{param}': the text contains an unpaired surrogate, which is not valid "
+            "Unicode.",
+            param=param,
+            code="invalid_value",
+        )
 
 
 INTERNAL_ERROR_MESSAGE = (

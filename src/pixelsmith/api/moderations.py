@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import io
 import secrets
 
 from fastapi import APIRouter, Request
@@ -19,7 +18,8 @@ from pixelsmith.api.protocol import (
     ModerationResult,
 )
 from pixelsmith.api.responses import JSONResponse
-from pixelsmith.errors import InvalidRequestError
+from pixelsmith.api.uploads import read_image
+from pixelsmith.errors import InvalidRequestError, reject_unpaired_surrogates
 from pixelsmith.moderation import Moderator, Verdict
 
 router = APIRouter()
@@ -32,6 +32,46 @@ OPENAI_CATEGORIES = (
 )  # fmt: skip
 MODEL_NAME = "pixelsmith-moderation"
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
+MAX_INPUTS = 32
+MAX_TOTAL_CHARACTERS = 64_000
+# A flagged subcategory flags its parent too, as OpenAI's results do.
+PARENTS = {
+    "sexual/minors": "sexual",
+    "violence/graphic": "violence",
+    "hate/threatening": "hate",
+    "harassment/threatening": "harassment",
+    "illicit/violent": "illicit",
+    "self-harm/intent": "self-harm",
+    "self-harm/instructions": "self-harm",
+}
+# The categories OpenAI scores on images as well as text.
+IMAGE_CATEGORIES = {
+    "sexual", "violence", "violence/graphic", "self-harm", "self-harm/intent",
+    "self-harm/instructions",
+}  # fmt: skip
+
+
+def _check_limits(body: CreateModerationRequest) -> None:
+    items = [body.input] if isinstance(body.input, str) else list(body.input)
+    if not items:
+        raise InvalidRequestError("input must not be empty.", param="input", code="invalid_value")
+    if len(items) > MAX_INPUTS:
+        raise InvalidRequestError(
+            f"input may hold at most {MAX_INPUTS} items; got {len(items)}.",
+            param="input",
+            code="array_above_max_length",
+        )
+    texts = [item if isinstance(item, str) else getattr(item, "text", "") for item in items]
+    if sum(len(text) for text in texts) > MAX_TOTAL_CHARACTERS:
+        raise InvalidRequestError(
+            f"input may hold at most {MAX_TOTAL_CHARACTERS} characters in all.",
+            param="input",
+            code="string_above_max_length",
+        )
+    for index, text in enumerate(texts):
+        reject_unpaired_surrogates(
+            text, "input" if isinstance(body.input, str) else f"input[{index}]"
+        )
 
 
 def _decode_data_url(url: str, index: int) -> Image.Image:
@@ -49,30 +89,25 @@ def _decode_data_url(url: str, index: int) -> Image.Image:
         raise InvalidRequestError(
             "The image data URL is not valid base64.", param=param, code="invalid_image_url"
         ) from None
-    if len(raw) > MAX_IMAGE_BYTES:
-        raise InvalidRequestError(
-            "The image is larger than 20 MB.", param=param, code="image_too_large"
-        )
-    try:
-        image = Image.open(io.BytesIO(raw))
-        if image.format not in ("PNG", "JPEG", "WEBP"):
-            raise ValueError(image.format)
-        image.load()
-    except Exception:  # Pillow raises many types for bad data; all mean "not an image we take"
-        raise InvalidRequestError(
-            "The image must be a PNG, JPEG or WebP file.", param=param, code="invalid_image_format"
-        ) from None
-    return image
+    # The same checks as uploads: sniffed format, byte and pixel limits (no decompression bombs).
+    return read_image(raw, param=param, max_bytes=MAX_IMAGE_BYTES).image
 
 
 def _result(verdict: Verdict, input_types: list[str]) -> ModerationResult:
     flagged = set(verdict.categories)
     scores = {name: float(verdict.scores.get(name, 0.0)) for name in OPENAI_CATEGORIES}
+    for child, parent in PARENTS.items():
+        if child in flagged:
+            flagged.add(parent)
+        scores[parent] = max(scores[parent], scores[child])
     return ModerationResult(
         flagged=bool(flagged),
         categories={name: name in flagged for name in OPENAI_CATEGORIES},
         category_scores=scores,
-        category_applied_input_types={name: input_types for name in OPENAI_CATEGORIES},
+        category_applied_input_types={
+            name: [kind for kind in input_types if kind == "text" or name in IMAGE_CATEGORIES]
+            for name in OPENAI_CATEGORIES
+        },
     )
 
 
@@ -103,6 +138,7 @@ def _moderate(moderator: Moderator, body: CreateModerationRequest) -> list[Moder
 @router.post("/v1/moderations", name="create_moderation", response_model=ModerationResponse)
 async def create_moderation(body: CreateModerationRequest, request: Request) -> JSONResponse:
     """Classify text (and images given as data: URLs) with the server's moderator."""
+    _check_limits(body)
     results = await asyncio.to_thread(_moderate, request.app.state.moderator, body)
     response = ModerationResponse(
         id=f"modr-{secrets.token_hex(12)}", model=body.model or MODEL_NAME, results=results

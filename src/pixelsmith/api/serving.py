@@ -25,7 +25,11 @@ from pixelsmith.api.uploads import DALL_E_2_MAX_BYTES, UploadedImage
 from pixelsmith.api.usage import image_usage, output_tokens_per_image
 from pixelsmith.engine import Engine, GenerationJob, GenerationOutput, ModelSpec
 from pixelsmith.engine.jobs import JobKind
-from pixelsmith.errors import InvalidRequestError, ModerationBlockedError
+from pixelsmith.errors import (
+    InvalidRequestError,
+    ModerationBlockedError,
+    reject_unpaired_surrogates,
+)
 from pixelsmith.imaging import OutputFormat, encode_image
 from pixelsmith.moderation import ModerationLevel, Moderator, Verdict
 from pixelsmith.settings import check_size_string
@@ -116,6 +120,9 @@ class ImageService:
         model_name = request.model or f"{spec.id} (the default model, with gpt-image-1 rules)"
 
         prompt = request.prompt
+        reject_unpaired_surrogates(prompt, "prompt")
+        if request.negative_prompt:
+            reject_unpaired_surrogates(request.negative_prompt, "negative_prompt")
         if not prompt.strip():
             raise InvalidRequestError(
                 "prompt must not be empty.", param="prompt", code="invalid_value"
@@ -263,7 +270,11 @@ class ImageService:
                 stage=verdict.stage,
                 categories=verdict.categories,
                 request_id=request_id,
-                legacy=prepared.rules.family in ("dall-e-2", "dall-e-3"),
+                legacy=(
+                    prepared.rules.family
+                    if prepared.rules.family in ("dall-e-2", "dall-e-3")
+                    else None
+                ),
             )
 
     async def moderate_prompt(self, prepared: PreparedGeneration, request_id: str) -> Verdict:
@@ -286,10 +297,12 @@ class ImageService:
         prompt_verdict = prompt_check if isinstance(prompt_check, Verdict) else await prompt_check
         self._blocked(prompt_verdict, prepared, request_id)
 
+        # An edit's input may show a child the prompt never names, which the minors rule cannot
+        # see; so the outputs of edits and variations are checked at the strict level.
+        output_level = "auto" if prepared.job.init_image is not None else prepared.moderation
+
         def check_and_encode() -> list[RenderedImage]:
-            verdict = self.moderator.check_images(
-                output.images, prepared.moderation, prompt_verdict
-            )
+            verdict = self.moderator.check_images(output.images, output_level, prompt_verdict)
             self._blocked(verdict, prepared, request_id)
             images = output.images
             if prepared.keep_alpha is not None and prepared.output_format != "jpeg":
@@ -464,7 +477,9 @@ class ImageService:
         # The term rules and the input images gate the queue. The model-based prompt checks
         # take milliseconds on a CPU, so they run beside the queue wait and generation; their
         # verdict is awaited before any image is checked or returned.
-        rules = self.moderator.check_prompt_rules(prepared.prompt, prepared.moderation)
+        rules = await asyncio.to_thread(
+            self.moderator.check_prompt_rules, prepared.prompt, prepared.moderation
+        )
         self._blocked(rules, prepared, request_id)
         if input_images:
             inputs = await asyncio.to_thread(

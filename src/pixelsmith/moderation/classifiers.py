@@ -31,23 +31,34 @@ class ImageClassifier(Protocol):
 # Labels used by common moderation models, mapped to our categories. Other labels ("normal",
 # "safe", "neutral", "drawings", "OK") carry no risk and are ignored.
 LABEL_CATEGORIES = {
-    "nsfw": "sexual", "porn": "sexual", "hentai": "sexual", "sexy": "sexual",
+    "nsfw": "sexual", "porn": "sexual", "hentai": "sexual",
     "explicit": "sexual", "sexual": "sexual", "sexual_explicit": "sexual", "s": "sexual",
     "sexual/minors": "sexual/minors", "s3": "sexual/minors",
-    "gore": "violence/graphic", "violence": "violence/graphic", "violent": "violence/graphic",
-    "violence/graphic": "violence/graphic", "v2": "violence/graphic", "v": "violence/graphic",
+    "gore": "violence/graphic", "violence/graphic": "violence/graphic", "v2": "violence/graphic",
+    # Violence that is not graphic is scored (POST /v1/moderations shows it) but never blocks.
+    "violence": "violence", "violent": "violence", "v": "violence",
     "self-harm": "self-harm", "self_harm": "self-harm", "sh": "self-harm",
     "hate": "hate", "hateful": "hate", "identity_hate": "hate", "h": "hate", "h2": "hate",
     "illicit": "illicit", "drugs": "illicit", "weapons": "illicit",
 }  # fmt: skip
 
 
+# Labels that lean towards a category without being it: "sexy" (swimwear, lingerie) counts as
+# a weak sexual signal, enough for the minors rule but not to block on its own.
+WEAK_LABELS = {"sexy": ("sexual", 0.45)}
+
+
 def label_scores(predictions: list[dict[str, Any]]) -> dict[str, float]:
     scores: dict[str, float] = {}
     for prediction in predictions:
-        category = LABEL_CATEGORIES.get(str(prediction["label"]).lower())
+        label = str(prediction["label"]).lower()
+        score = float(prediction["score"])
+        category = LABEL_CATEGORIES.get(label)
+        if label in WEAK_LABELS:
+            category, ceiling = WEAK_LABELS[label]
+            score = min(score, ceiling)
         if category is not None:
-            scores[category] = max(scores.get(category, 0.0), float(prediction["score"]))
+            scores[category] = max(scores.get(category, 0.0), score)
     return scores
 
 

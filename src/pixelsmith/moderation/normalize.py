@@ -31,6 +31,7 @@ _LEET_L = _LEET | {"1": "l"}
 _SPACED_LETTERS = re.compile(r"(?<![\w])(?:\w[\s.\-_*~·•,/\\|]+){2,}\w(?![\w])")
 _SEPARATOR = re.compile(r"[\s.\-_*~·•,/\\|]+")
 _REPEATS = re.compile(r"(.)\1+")
+_CAMEL_OR_TAG = re.compile(r"(?<=[a-z])(?=[A-Z])|[#_]")
 
 
 @cache
@@ -54,12 +55,21 @@ def _homoglyph_map() -> dict[int, str]:
 
 def clean(text: str) -> str:
     """NFKC, invisible and bidi characters and combining marks removed, case-folded."""
-    text = unicodedata.normalize("NFKC", text)
+    text = unicodedata.normalize("NFKC", text).translate(_SYMBOL_LETTERS)
     # Cf: zero-width spaces and joiners, bidi controls, soft hyphens and other invisibles.
     text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
     text = unicodedata.normalize("NFD", text)
     text = "".join(ch for ch in text if unicodedata.category(ch) != "Mn")
     return unicodedata.normalize("NFC", text).casefold()
+
+
+# Letters from symbol blocks that NFKC leaves alone: negative circled and squared letters
+# (🅝, 🅽), and regional indicators (🇳🇺🇩🇪), which evaders use as an alphabet.
+_SYMBOL_LETTERS = {
+    start + offset: chr(ord("a") + offset)
+    for start in (0x1F150, 0x1F170, 0x1F1E6)
+    for offset in range(26)
+}
 
 
 def fold(text: str) -> str:
@@ -71,13 +81,25 @@ def join_spaced_letters(text: str) -> str:
     return _SPACED_LETTERS.sub(lambda match: _SEPARATOR.sub("", match.group(0)), text)
 
 
-def spaced_runs(text: str) -> list[str]:
-    """Runs of letters split one by one ("a n u d e w o m a n"), squashed ("anudewoman").
+def spaced_run_windows(text: str, min_letters: int) -> list[tuple[str, int, int]]:
+    """Runs of letters spelled one by one ("a n u d e w o m a n"), each squashed together
+    with up to two words on either side, as (window, run_start, run_end) in the window.
 
-    Word boundaries inside such a run are lost, so terms are looked for anywhere in it; the
-    spacing itself shows the intent to evade.
+    Word boundaries inside a run are lost, so terms are looked for anywhere in the window, but
+    a hit must overlap the run: the spelling shows intent, the neighbours complete a phrase
+    ("k i l l all j e w s"), and "N.A.S.A. heroine" does not become "heroin".
     """
-    return [_SEPARATOR.sub("", match.group(0)) for match in _SPACED_LETTERS.finditer(text)]
+    windows = []
+    for match in _SPACED_LETTERS.finditer(text):
+        run = _SEPARATOR.sub("", match.group(0))
+        if len(run) < min_letters:
+            continue  # "U.S.A.", "A B C": abbreviations, not evasion
+        before = " ".join(text[: match.start()].split()[-2:])
+        after = " ".join(text[match.end() :].split()[:2])
+        prefix = _SEPARATOR.sub("", before)
+        window = prefix + run + _SEPARATOR.sub("", after)
+        windows.append((window, len(prefix), len(prefix) + len(run)))
+    return windows
 
 
 def collapse_repeats(text: str) -> str:
@@ -85,6 +107,7 @@ def collapse_repeats(text: str) -> str:
 
 
 def _decode_leet(text: str, table: dict[str, str]) -> str:
+    text = text.replace("()", "o").replace("[]", "o")
     # Only inside words: "5 cats" keeps its number, "s3x" becomes "sex".
     return re.sub(
         r"\S+",
@@ -99,6 +122,15 @@ def _decode_leet(text: str, table: dict[str, str]) -> str:
 
 def views(text: str) -> list[str]:
     """Distinct normalised views of `text` to match terms against."""
+    # camelCase and #hash_tags: "PipeBomb", "#pipe_bomb" -> "Pipe Bomb", " pipe bomb". A view of
+    # its own, since mixed-case spelling ("nUdE") must stay one word in the others.
+    split = _CAMEL_OR_TAG.sub(" ", text)
+    if split != text:
+        return list(dict.fromkeys(_views(text) + _views(split)))
+    return _views(text)
+
+
+def _views(text: str) -> list[str]:
     cleaned = clean(text)
     folded = cleaned.translate(_homoglyph_map())
     # Transliterate the unfolded text too: Cyrillic "порно" reads "porno", while folding by

@@ -12,7 +12,7 @@ from typing import Any
 
 import ahocorasick
 
-from pixelsmith.moderation.normalize import collapse_repeats, spaced_runs, views
+from pixelsmith.moderation.normalize import collapse_repeats, spaced_run_windows, views
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -25,10 +25,8 @@ ALLOW = "allow"
 MINOR = "minor"
 # Letter-by-letter runs shorter than this are abbreviations ("U.S.A.", "A B C"), not evasion.
 EVASION_RUN_LENGTH = 4
-# Inside such runs, terms this long are searched without word boundaries...
+# Around such runs, terms this long are searched without word boundaries.
 SQUASHED_MIN_LENGTH = 4
-# ...and in the whole prompt squashed together, only terms this long.
-WHOLE_PROMPT_MIN_LENGTH = 6
 _NOT_ALNUM = re.compile(r"[^a-z0-9]")
 
 
@@ -51,6 +49,8 @@ class TermMatcher:
 
         def add(term: str, kind: str, category: str, score: float) -> None:
             forms = {term.lower()}
+            if " " not in term and kind != ALLOW:
+                forms |= {term.lower() + "s", term.lower() + "es"}  # plurals: "penises"
             collapsed = collapse_repeats(term.lower())
             if len(collapsed) >= 4:  # "xxx" must not become a bare "x"
                 forms.add(collapsed)
@@ -84,22 +84,9 @@ class TermMatcher:
         for view in views(text):
             for candidate in {view, collapse_repeats(view)}:
                 self._match_view(self._automaton, candidate, result, boundaries=True)
-            runs = [run for run in spaced_runs(view) if len(run) >= EVASION_RUN_LENGTH]
-            if not runs:
-                continue
-            # Letter-by-letter spelling shows intent to evade, and it glues words together
-            # ("k i l l all j e w s"): search the runs, and the whole squashed prompt.
-            for run in runs:
-                for candidate in {run, collapse_repeats(run)}:
-                    self._match_view(self._squashed, candidate, result, boundaries=False)
-            whole = _NOT_ALNUM.sub("", view)
-            for candidate in {whole, collapse_repeats(whole)}:
+            for window, run_start, run_end in spaced_run_windows(view, EVASION_RUN_LENGTH):
                 self._match_view(
-                    self._squashed,
-                    candidate,
-                    result,
-                    boundaries=False,
-                    min_length=WHOLE_PROMPT_MIN_LENGTH,
+                    self._squashed, window, result, boundaries=False, within=(run_start, run_end)
                 )
         return result
 
@@ -110,7 +97,7 @@ class TermMatcher:
         result: RuleMatch,
         *,
         boundaries: bool,
-        min_length: int = 0,
+        within: tuple[int, int] | None = None,
     ) -> None:
         hits: list[tuple[int, int, str, list[tuple[str, str, float]]]] = []
         allowed: list[tuple[int, int]] = []
@@ -120,8 +107,8 @@ class TermMatcher:
             after = view[end + 1] if end + 1 < len(view) else " "
             if boundaries and (before.isalnum() or after.isalnum()):
                 continue  # not on word boundaries: "cocktail" is not "cock"
-            if len(key) < min_length:
-                continue
+            if within is not None and (end < within[0] or start >= within[1]):
+                continue  # the hit must overlap the spelled-out run
             if any(kind == ALLOW for kind, _, _ in values):
                 allowed.append((start, end))
             hits.append((start, end, key, values))
