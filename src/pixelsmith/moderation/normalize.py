@@ -31,6 +31,7 @@ _LEET_L = _LEET | {"1": "l"}
 _SPACED_LETTERS = re.compile(r"(?<![\w])(?:\w[\s.\-_*~·•,/\\|]+){2,}\w(?![\w])")
 _SEPARATOR = re.compile(r"[\s.\-_*~·•,/\\|]+")
 _REPEATS = re.compile(r"(.)\1+")
+WINDOW_CHARACTERS = 24
 _CAMEL_OR_TAG = re.compile(r"(?<=[a-z])(?=[A-Z])|[#_]")
 
 
@@ -83,7 +84,7 @@ def join_spaced_letters(text: str) -> str:
 
 def spaced_run_windows(text: str, min_letters: int) -> list[tuple[str, int, int]]:
     """Runs of letters spelled one by one ("a n u d e w o m a n"), each squashed together
-    with up to two words on either side, as (window, run_start, run_end) in the window.
+    with the text around it, as (window, run_start, run_end) in the window.
 
     Word boundaries inside a run are lost, so terms are looked for anywhere in the window, but
     a hit must overlap the run: the spelling shows intent, the neighbours complete a phrase
@@ -94,11 +95,10 @@ def spaced_run_windows(text: str, min_letters: int) -> list[tuple[str, int, int]
         run = _SEPARATOR.sub("", match.group(0))
         if len(run) < min_letters:
             continue  # "U.S.A.", "A B C": abbreviations, not evasion
-        before = " ".join(text[: match.start()].split()[-2:])
-        after = " ".join(text[match.end() :].split()[:2])
-        prefix = _SEPARATOR.sub("", before)
-        window = prefix + run + _SEPARATOR.sub("", after)
-        windows.append((window, len(prefix), len(prefix) + len(run)))
+        # Neighbouring text by characters, not words: spelled-out letters are words each.
+        prefix = _SEPARATOR.sub("", text[max(0, match.start() - WINDOW_CHARACTERS) : match.start()])
+        suffix = _SEPARATOR.sub("", text[match.end() : match.end() + WINDOW_CHARACTERS])
+        windows.append((prefix + run + suffix, len(prefix), len(prefix) + len(run)))
     return windows
 
 
@@ -106,14 +106,20 @@ def collapse_repeats(text: str) -> str:
     return _REPEATS.sub(r"\1", text)
 
 
-def _decode_leet(text: str, table: dict[str, str]) -> str:
+def _decode_leet(text: str, table: dict[str, str], digit_words: bool = False) -> str:
     text = text.replace("()", "o").replace("[]", "o")
-    # Only inside words: "5 cats" keeps its number, "s3x" becomes "sex".
+    # Words with letters are decoded ("s3x" -> "sex") and numbers stay numbers ("12 year old").
+    # With `digit_words`, when some word mixes letters and leet digits, all-digit words are
+    # decoded too ("70" in "d347h 70 g4y5").
+    words = text.split()
+    leet = digit_words and any(
+        any(ch.isalpha() for ch in word) and any(ch in table for ch in word) for word in words
+    )
     return re.sub(
         r"\S+",
         lambda m: (
             "".join(table.get(ch, ch) for ch in m.group(0))
-            if any(ch.isalpha() for ch in m.group(0))
+            if leet or any(ch.isalpha() for ch in m.group(0))
             else m.group(0)
         ),
         text,
@@ -139,6 +145,7 @@ def _views(text: str) -> list[str]:
     candidates += [
         _decode_leet(view, table) for view in candidates[:2] for table in (_LEET, _LEET_L)
     ]
+    candidates += [_decode_leet(view, _LEET, digit_words=True) for view in candidates[:2]]
     # Spaced letters are often also leet ("n 0 d e"): decode after joining too.
     joined = [join_spaced_letters(view) for view in candidates]
     candidates += joined + [_decode_leet(view, _LEET) for view in joined]
