@@ -207,7 +207,7 @@ def test_extensions_change_the_work_done(client):
         ({"moderation": "off"}, "moderation"),
         ({"response_format": "jpeg"}, "response_format"),
         ({"style": "cubist"}, "style"),
-        ({"stream": True}, "stream"),
+        ({"stream": True, "response_format": "url"}, "response_format"),
         ({"partial_images": 4}, "partial_images"),
         ({"prompt": ""}, "prompt"),
         ({"prompt": "x" * 32001}, "prompt"),

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from collections.abc import Awaitable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from PIL import Image
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.types import Message
 
 from pixelsmith.api.forms import MAX_IMAGES, image_ref_bytes, read_form_files, validate
@@ -77,14 +78,52 @@ def public_base_url(request: Request) -> str:
     return configured or str(request.base_url).rstrip("/")
 
 
+def event_stream(
+    request: Request, events: AsyncIterator[dict[str, Any]], cancelled: threading.Event
+) -> StreamingResponse:
+    """Server-sent events as the official clients parse them: the `event:` name equals the
+    JSON `type` (`error` for an error), the JSON on one `data:` line, one blank line after
+    each event, no `id:` lines, and the connection closed after the last event. A client that
+    hangs up sets `cancelled`, which stops the run after its current step."""
+
+    async def watch_for_disconnect() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        cancelled.set()
+
+    async def frames() -> AsyncIterator[bytes]:
+        watcher = asyncio.create_task(watch_for_disconnect())
+        try:
+            async for event in events:
+                name = event.get("type", "error")
+                yield b"event: " + name.encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+        finally:
+            watcher.cancel()
+
+    return StreamingResponse(
+        frames(), media_type="text/event-stream", headers={"cache-control": "no-cache"}
+    )
+
+
 @router.post(
     "/v1/images/generations",
     name="create_image",
     response_model=ImagesResponse,
 )
 async def create_image(body: CreateImageRequest, request: Request) -> Response:
-    """Create images from a prompt (OpenAI `images.generate`)."""
+    """Create images from a prompt (OpenAI `images.generate`); streamed when stream=true."""
     service: ImageService = request.app.state.image_service
+    if body.stream:
+        cancelled = threading.Event()
+        events = await service.open_stream(
+            service.prepare(body),
+            [],
+            request_id=request.state.request_id,
+            user=body.user,
+            event_prefix="image_generation",
+            cancelled=cancelled,
+        )
+        return event_stream(request, events, cancelled)
     work = service.create_image(
         body, base_url=public_base_url(request), request_id=request.state.request_id
     )
@@ -228,6 +267,17 @@ async def create_image_edit(request: Request) -> Response:
     """Edit an image from a prompt (OpenAI `images.edit`), multipart or JSON."""
     edit, images, mask = await _edit_inputs(_size_limited(request))
     service: ImageService = request.app.state.image_service
+    if edit.stream:
+        cancelled = threading.Event()
+        events = await service.open_stream(
+            service.prepare_edit(edit, images, mask),
+            [image.image for image in images],
+            request_id=request.state.request_id,
+            user=edit.user,
+            event_prefix="image_edit",
+            cancelled=cancelled,
+        )
+        return event_stream(request, events, cancelled)
     work = service.create_edit(
         edit, images, mask, base_url=public_base_url(request), request_id=request.state.request_id
     )

@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 import pybase64
 from PIL import Image, ImageChops
@@ -26,8 +29,11 @@ from pixelsmith.api.usage import image_usage, output_tokens_per_image
 from pixelsmith.engine import Engine, GenerationJob, GenerationOutput, ModelSpec
 from pixelsmith.engine.jobs import JobKind
 from pixelsmith.errors import (
+    INTERNAL_ERROR_MESSAGE,
+    APIError,
     InvalidRequestError,
     ModerationBlockedError,
+    error_body,
     reject_unpaired_surrogates,
 )
 from pixelsmith.imaging import OutputFormat, encode_image
@@ -55,6 +61,8 @@ class PreparedGeneration:
     revised_prompt: str | None
     # An edit's input alpha channel, put back on outputs in formats that keep alpha.
     keep_alpha: Image.Image | None = None
+    stream: bool = False
+    partial_images: int = 0
 
 
 @dataclass(frozen=True)
@@ -174,10 +182,11 @@ class ImageService:
                 param="background",
                 code="unsupported_value",
             )
-        if request.stream:
+        if request.stream and request.response_format == "url":
             raise InvalidRequestError(
-                "stream=true is not supported by this server yet; send stream=false or omit it.",
-                param="stream",
+                "response_format 'url' cannot be streamed: stream events carry b64_json. Omit "
+                "response_format or send stream=false.",
+                param="response_format",
                 code="unsupported_value",
             )
 
@@ -228,6 +237,8 @@ class ImageService:
             output_compression=compression,
             response_format=request.response_format or rules.default_response_format,
             revised_prompt=revised_prompt,
+            stream=bool(request.stream),
+            partial_images=request.partial_images or 0,
         )
 
     @staticmethod
@@ -297,26 +308,37 @@ class ImageService:
         prompt_verdict = prompt_check if isinstance(prompt_check, Verdict) else await prompt_check
         self._blocked(prompt_verdict, prepared, request_id)
 
+        encoded = await asyncio.to_thread(
+            self._check_and_encode, output.images, prepared, prompt_verdict, request_id
+        )
+        rendered = [
+            RenderedImage(data, seed) for data, seed in zip(encoded, output.seeds, strict=True)
+        ]
+        return rendered, output
+
+    def _check_and_encode(
+        self,
+        images: list[Image.Image],
+        prepared: PreparedGeneration,
+        prompt_verdict: Verdict,
+        request_id: str,
+    ) -> list[bytes]:
+        """Check images (outputs, or previews of them) and encode the ones that may leave."""
         # An edit's input may show a child the prompt never names, which the minors rule cannot
         # see; so the outputs of edits and variations are checked at the strict level.
-        output_level = "auto" if prepared.job.init_image is not None else prepared.moderation
-
-        def check_and_encode() -> list[RenderedImage]:
-            verdict = self.moderator.check_images(output.images, output_level, prompt_verdict)
-            self._blocked(verdict, prepared, request_id)
-            images = output.images
-            if prepared.keep_alpha is not None and prepared.output_format != "jpeg":
-                images = [image.convert("RGB") for image in images]
-                for image in images:
-                    image.putalpha(prepared.keep_alpha)
-            return [
-                RenderedImage(
-                    encode_image(image, prepared.output_format, prepared.output_compression), seed
-                )
-                for image, seed in zip(images, output.seeds, strict=True)
-            ]
-
-        return await asyncio.to_thread(check_and_encode), output
+        level: ModerationLevel = (
+            "auto" if prepared.job.init_image is not None else prepared.moderation
+        )
+        verdict = self.moderator.check_images(images, level, prompt_verdict)
+        self._blocked(verdict, prepared, request_id)
+        if prepared.keep_alpha is not None and prepared.output_format != "jpeg":
+            images = [image.convert("RGB") for image in images]
+            for image in images:
+                image.putalpha(prepared.keep_alpha)
+        return [
+            encode_image(image, prepared.output_format, prepared.output_compression)
+            for image in images
+        ]
 
     async def create_image(
         self, request: CreateImageRequest, *, base_url: str, request_id: str
@@ -335,6 +357,21 @@ class ImageService:
         base_url: str,
         request_id: str,
     ) -> ImagesResponse:
+        prepared = self.prepare_edit(request, images, mask)
+        return await self._run(
+            prepared,
+            [image.image for image in images],
+            base_url=base_url,
+            request_id=request_id,
+            user=request.user,
+        )
+
+    def prepare_edit(
+        self,
+        request: CreateImageEditRequest,
+        images: list[UploadedImage],
+        mask: Image.Image | None,
+    ) -> PreparedGeneration:
         """Image-to-image, or inpainting with a mask, on the first (only) input image."""
         spec = self.engine.registry.resolve(request.model)
         rules = rules_for(request.model)
@@ -371,13 +408,7 @@ class ImageService:
                 alpha = _resized(alpha, width, height)
         if prepared.output_format == "jpeg":
             alpha = None
-        return await self._run(
-            replace(prepared, job=job, keep_alpha=alpha),
-            [image.image for image in images],
-            base_url=base_url,
-            request_id=request_id,
-            user=request.user,
-        )
+        return replace(prepared, job=job, keep_alpha=alpha)
 
     async def create_variation(
         self,
@@ -465,15 +496,15 @@ class ImageService:
                 )
         return image
 
-    async def _run(
+    async def _admit(
         self,
         prepared: PreparedGeneration,
         input_images: list[Image.Image],
         *,
-        base_url: str,
         request_id: str,
         user: str | None,
-    ) -> ImagesResponse:
+    ) -> asyncio.Future[Verdict]:
+        """Checks that gate the queue; returns the model-based prompt check, still running."""
         # The term rules and the input images gate the queue. The model-based prompt checks
         # take milliseconds on a CPU, so they run beside the queue wait and generation; their
         # verdict is awaited before any image is checked or returned.
@@ -500,6 +531,18 @@ class ImageService:
             prepared.job.num_images,
             user or "-",
         )
+        return prompt_check
+
+    async def _run(
+        self,
+        prepared: PreparedGeneration,
+        input_images: list[Image.Image],
+        *,
+        base_url: str,
+        request_id: str,
+        user: str | None,
+    ) -> ImagesResponse:
+        prompt_check = await self._admit(prepared, input_images, request_id=request_id, user=user)
         rendered, output = await self.render(prepared, prompt_check, request_id)
         data = await asyncio.to_thread(self._image_data, rendered, prepared, base_url)
         # Input images count as image tokens, estimated with the low tier of OpenAI's table.
@@ -522,6 +565,118 @@ class ImageService:
                 input_image_tokens=input_tokens,
             ),
         )
+
+    async def open_stream(
+        self,
+        prepared: PreparedGeneration,
+        input_images: list[Image.Image],
+        *,
+        request_id: str,
+        user: str | None,
+        event_prefix: str,
+        cancelled: threading.Event | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Admit the request (a refusal is a plain 400, before any event), then return the
+        events: for each preview step, one `<prefix>.partial_image` per image (image 0 first),
+        then one `<prefix>.completed` per image, in seed order. A failure after the first
+        event arrives as an `error` event carrying the usual envelope."""
+        prompt_check = await self._admit(prepared, input_images, request_id=request_id, user=user)
+        return self._events(
+            prepared,
+            input_images,
+            prompt_check,
+            request_id,
+            event_prefix,
+            cancelled or threading.Event(),
+        )
+
+    async def _events(
+        self,
+        prepared: PreparedGeneration,
+        input_images: list[Image.Image],
+        prompt_check: asyncio.Future[Verdict],
+        request_id: str,
+        event_prefix: str,
+        cancelled: threading.Event,
+    ) -> AsyncIterator[dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        previews: asyncio.Queue[tuple[int, list[Image.Image]]] = asyncio.Queue()
+
+        def on_preview(index: int, images: list[Image.Image]) -> None:  # worker thread
+            loop.call_soon_threadsafe(previews.put_nowait, (index, images))
+
+        job = replace(
+            prepared.job,
+            partial_images=prepared.partial_images,
+            on_preview=on_preview,
+            cancelled=cancelled,
+        )
+        generation = asyncio.ensure_future(self.engine.generate(prepared.spec, job))
+        fields = {
+            "created_at": int(time.time()),
+            "size": prepared.size,
+            "quality": prepared.quality_tier,
+            "background": "transparent" if prepared.keep_alpha is not None else "opaque",
+            "output_format": prepared.output_format,
+        }
+        try:
+            while not generation.done() or not previews.empty():
+                next_preview = asyncio.ensure_future(previews.get())
+                await asyncio.wait({next_preview, generation}, return_when="FIRST_COMPLETED")
+                if not next_preview.done():
+                    next_preview.cancel()
+                    continue
+                index, images = next_preview.result()
+                # Nothing leaves the server unchecked: the prompt's model verdict first, then
+                # the preview images themselves, as if they were outputs.
+                prompt_verdict = await prompt_check
+                self._blocked(prompt_verdict, prepared, request_id)
+                encoded = await asyncio.to_thread(
+                    self._check_and_encode, images, prepared, prompt_verdict, request_id
+                )
+                for data in encoded:
+                    yield {
+                        "type": f"{event_prefix}.partial_image",
+                        "b64_json": pybase64.b64encode(data).decode("ascii"),
+                        **fields,
+                        "partial_image_index": index,
+                    }
+            output = generation.result()
+            prompt_verdict = await prompt_check
+            self._blocked(prompt_verdict, prepared, request_id)
+            encoded = await asyncio.to_thread(
+                self._check_and_encode, output.images, prepared, prompt_verdict, request_id
+            )
+            input_tokens = sum(
+                output_tokens_per_image(image.width, image.height, "low") for image in input_images
+            )
+            usage = image_usage(
+                prompt_tokens=output.prompt_tokens,
+                width=prepared.job.width,
+                height=prepared.job.height,
+                tier=prepared.quality_tier,
+                count=1,
+                input_image_tokens=input_tokens,
+            ).model_dump(exclude={"output_tokens_details"})
+            for data in encoded:
+                yield {
+                    "type": f"{event_prefix}.completed",
+                    "b64_json": pybase64.b64encode(data).decode("ascii"),
+                    **fields,
+                    "usage": usage,
+                }
+        except APIError as exc:
+            yield exc.to_body()
+        except Exception:
+            logger.exception("stream of request %s failed", request_id)
+            yield error_body(
+                INTERNAL_ERROR_MESSAGE.format(request_id=request_id), type="server_error"
+            )
+        finally:
+            # The client is gone, or the stream is over: stop the run after its current step
+            # (or never start it, if it is still queued).
+            cancelled.set()
+            generation.cancel()
 
     def _image_data(
         self, rendered: list[RenderedImage], prepared: PreparedGeneration, base_url: str

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,6 +29,14 @@ class GenerationJob:
     mask: Any = None  # PIL.Image.Image (L)
     # How far from the input image the result may go, 0-1 (image-to-image and inpaint).
     strength: float = 1.0
+    # Streaming: previews of the images in progress, spread over the steps, handed to
+    # `on_preview(preview_index, images)` from the worker thread.
+    partial_images: int = 0
+    on_preview: Callable[[int, list[Any]], None] | None = field(
+        default=None, compare=False, repr=False
+    )
+    # Set when nobody wants the result any more: the run stops after the current step.
+    cancelled: threading.Event | None = field(default=None, compare=False, repr=False)
 
     @property
     def num_images(self) -> int:
@@ -37,6 +47,10 @@ class GenerationJob:
         if self.init_image is None:
             return "text-to-image"
         return "inpaint" if self.mask is not None else "image-to-image"
+
+
+class JobCancelled(Exception):
+    """Raised inside a pipeline run whose caller has gone, to stop it between two steps."""
 
 
 @dataclass

@@ -14,7 +14,8 @@ import torch
 from PIL import Image
 
 from pixelsmith.engine.devices import dtype_name, resolve_device, resolve_dtype
-from pixelsmith.engine.jobs import GenerationJob, GenerationOutput, JobKind
+from pixelsmith.engine.jobs import GenerationJob, GenerationOutput, JobCancelled, JobKind
+from pixelsmith.engine.previews import latents_to_images, preview_steps
 from pixelsmith.engine.registry import ModelSpec
 from pixelsmith.engine.tiny import ensure_tiny_model
 from pixelsmith.errors import ModelLoadError
@@ -117,8 +118,10 @@ class LoadedPipeline:
         if job.kind == "inpaint":
             arguments["mask_image"] = job.mask
         prompt_tokens = self.count_tokens(job.prompt)
+        pipeline = self.pipeline_for(job.kind)
+        self._add_step_callback(pipeline, job, arguments)
         with torch.inference_mode():
-            result = self.pipeline_for(job.kind)(**arguments)
+            result = pipeline(**arguments)
         images = list(result.images)
         if job.kind == "inpaint":
             # Outside the mask the result must be the input, not its trip through the VAE.
@@ -132,11 +135,37 @@ class LoadedPipeline:
             seconds=time.perf_counter() - started,
         )
 
+    def _add_step_callback(
+        self, pipeline: Any, job: GenerationJob, arguments: dict[str, Any]
+    ) -> None:
+        """Previews and cancellation both hook into diffusers' per-step callback."""
+        if not (job.partial_images or job.cancelled) or "callback_on_step_end" not in (
+            inspect.signature(pipeline.__call__).parameters
+        ):
+            return
+        chosen: list[tuple[int, ...]] = []
+
+        def on_step_end(
+            pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]
+        ) -> dict[str, Any]:
+            if job.cancelled is not None and job.cancelled.is_set():
+                raise JobCancelled  # stop now: no more steps, and no VAE decode
+            if job.on_preview is not None and job.partial_images:
+                if not chosen:  # the pipeline knows its step count only once it runs
+                    chosen.append(preview_steps(pipe.num_timesteps, job.partial_images))
+                if step in chosen[0]:
+                    images = latents_to_images(pipe, tensors["latents"], job.width, job.height)
+                    job.on_preview(chosen[0].index(step), images)
+            return {}
+
+        arguments["callback_on_step_end"] = on_step_end
+
     def _run_instruction_edit(
         self, job: GenerationJob, arguments: dict[str, Any], started: float
     ) -> GenerationOutput:
         arguments["image"] = job.init_image
         arguments = {k: v for k, v in arguments.items() if k in self.call_parameters}
+        self._add_step_callback(self.pipeline, job, arguments)
         with torch.inference_mode():
             images = list(self.pipeline(**arguments).images)
         images = [
