@@ -27,7 +27,7 @@ from pixelsmith.api.protocol import (
 from pixelsmith.api.uploads import DALL_E_2_MAX_BYTES, UploadedImage
 from pixelsmith.api.usage import image_usage, output_tokens_per_image
 from pixelsmith.engine import Engine, GenerationJob, GenerationOutput, ModelSpec
-from pixelsmith.engine.jobs import JobKind
+from pixelsmith.engine.jobs import JobCancelled, JobKind
 from pixelsmith.errors import (
     INTERNAL_ERROR_MESSAGE,
     APIError,
@@ -61,8 +61,7 @@ class PreparedGeneration:
     revised_prompt: str | None
     # An edit's input alpha channel, put back on outputs in formats that keep alpha.
     keep_alpha: Image.Image | None = None
-    stream: bool = False
-    partial_images: int = 0
+    partial_images: int = 0  # previews per image when streamed
 
 
 @dataclass(frozen=True)
@@ -237,7 +236,6 @@ class ImageService:
             output_compression=compression,
             response_format=request.response_format or rules.default_response_format,
             revised_prompt=revised_prompt,
-            stream=bool(request.stream),
             partial_images=request.partial_images or 0,
         )
 
@@ -667,6 +665,8 @@ class ImageService:
                 }
         except APIError as exc:
             yield exc.to_body()
+        except JobCancelled:
+            return  # the client hung up; nobody is listening
         except Exception:
             logger.exception("stream of request %s failed", request_id)
             yield error_body(
