@@ -350,3 +350,15 @@ def test_repeated_plain_image_parts_and_chunked_bodies(server, monkeypatch):
     )
     assert too_big.status_code == 413
     assert too_big.json()["error"]["code"] == "file_too_large"
+
+
+def test_malformed_fetch_urls_are_400(cache_dir: Path, tmp_path: Path):
+    settings = make_settings(cache_dir, tmp_path, fetch_image_urls=True)
+    with RunningServer(create_app(settings)) as running:
+        for url in ("http://example.test:99999/x.png", "http://[zz/x.png", "ftp://x/y.png"):
+            response = httpx.post(
+                f"{running.base_url}/v1/images/edits",
+                json={"images": [{"image_url": url}], "prompt": "x"},
+            )
+            assert response.status_code == 400, (url, response.text)
+            assert response.json()["error"]["param"] == "images[0].image_url"

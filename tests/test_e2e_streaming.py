@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import io
 import threading
 import time
@@ -12,6 +13,7 @@ import httpx
 import openai
 import orjson
 import pytest
+import torch
 from conftest import RunningServer, make_settings
 from moderation_models import save_image_classifier
 from PIL import Image
@@ -162,3 +164,38 @@ def test_a_disconnect_stops_the_run_within_a_step(cache_dir: Path, tmp_path: Pat
         follow_up = httpx.post(url, json={"prompt": "y", "size": "64x64"}, timeout=60)
         assert follow_up.status_code == 200
         assert time.monotonic() - started < 20  # the worker was freed, not busy for 150 steps
+
+
+def test_linear_previews_map_known_latents_to_known_colours():
+    from diffusers import StableDiffusionPipeline
+
+    from pixelsmith.engine.previews import SD_FACTORS, latents_to_images
+
+    class FakeSD(StableDiffusionPipeline):
+        def __init__(self) -> None:  # only the class name matters to the projection
+            pass
+
+    latents = torch.zeros(1, 4, 8, 8)
+    latents[:, 0] = 1.0  # the first channel alone: its row of factors, as colour
+    (image,) = latents_to_images(FakeSD(), latents, 64, 64)
+    expected = [round((value + 1) * 127.5) for value in SD_FACTORS[0]]
+    assert image.size == (64, 64)
+    assert list(image.getpixel((10, 10))) == expected
+
+
+def test_a_full_queue_refuses_a_stream_with_429_before_it_starts(cache_dir: Path, tmp_path: Path):
+    settings = make_settings(cache_dir, tmp_path, max_queue_size=1, moderation_semantic="off")
+    with RunningServer(create_app(settings)) as running:
+        url = f"{running.base_url}/v1/images/generations"
+        slow = {"prompt": "x", "size": "256x256", "num_inference_steps": 150}
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            running_job = pool.submit(httpx.post, url, json=slow, timeout=60)
+            time.sleep(0.5)
+            waiting_job = pool.submit(httpx.post, url, json=slow, timeout=60)
+            time.sleep(0.5)
+            refused = httpx.post(url, json={"prompt": "x", "stream": True, "size": "64x64"})
+            assert refused.status_code == 429
+            assert refused.headers["content-type"] == "application/json"
+            assert int(refused.headers["retry-after"]) >= 1
+            assert running_job.result().status_code == 200
+            assert waiting_job.result().status_code == 200

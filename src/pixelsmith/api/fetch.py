@@ -23,6 +23,7 @@ from pixelsmith.errors import InvalidRequestError
 
 MAX_REDIRECTS = 3
 TIMEOUT_SECONDS = 15.0
+TOTAL_SECONDS = 60.0
 
 
 class ImageFetcher:
@@ -31,9 +32,22 @@ class ImageFetcher:
         self.max_bytes = max_bytes
 
     async def fetch(self, url: str, *, param: str) -> bytes:
+        try:
+            # One deadline for the whole download: a server trickling a byte at a time must
+            # not hold the request for longer.
+            return await asyncio.wait_for(self._fetch(url, param), TOTAL_SECONDS)
+        except asyncio.TimeoutError:
+            raise self._refused(param, "it took too long to download") from None
+        except (ValueError, httpx.InvalidURL):  # unparsable URL, bad port
+            raise self._refused(param, "the URL is malformed") from None
+
+    async def _fetch(self, url: str, param: str) -> bytes:
         for _ in range(MAX_REDIRECTS + 1):
             target, headers = await self._checked_target(url, param)
-            async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS, follow_redirects=False) as client:
+            # trust_env=False: no proxy or .netrc from the server's environment.
+            async with httpx.AsyncClient(
+                timeout=TIMEOUT_SECONDS, follow_redirects=False, trust_env=False
+            ) as client:
                 try:
                     async with client.stream("GET", target, headers=headers) as response:
                         if response.is_redirect and "location" in response.headers:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 import orjson
@@ -79,7 +80,7 @@ def public_base_url(request: Request) -> str:
 
 
 def event_stream(
-    request: Request, events: AsyncIterator[dict[str, Any]], cancelled: threading.Event
+    request: Request, events: AsyncGenerator[dict[str, Any], None], cancelled: threading.Event
 ) -> StreamingResponse:
     """Server-sent events as the official clients parse them: the `event:` name equals the
     JSON `type` (`error` for an error), the JSON on one `data:` line, one blank line after
@@ -94,14 +95,19 @@ def event_stream(
     async def frames() -> AsyncIterator[bytes]:
         watcher = asyncio.create_task(watch_for_disconnect())
         try:
-            async for event in events:
-                name = event.get("type", "error")
-                yield b"event: " + name.encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+            # aclosing: the events' own clean-up (cancel the run) happens now, not at GC.
+            async with contextlib.aclosing(events) as closing:
+                async for event in closing:
+                    name = event.get("type", "error")
+                    yield b"event: " + name.encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
         finally:
             watcher.cancel()
 
     return StreamingResponse(
-        frames(), media_type="text/event-stream", headers={"cache-control": "no-cache"}
+        frames(),
+        media_type="text/event-stream",
+        # No proxy buffering: previews are only useful as they happen.
+        headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
     )
 
 
@@ -238,6 +244,14 @@ async def _edit_inputs(
             code="invalid_content_type",
         )
     edit = validate(CreateImageEditRequest, fields)
+    if len(image_data) > 1:
+        # Every model family served today edits one picture: refuse before decoding the rest.
+        raise InvalidRequestError(
+            f"model {edit.model or 'the default model'} takes 1 input image; "
+            f"got {len(image_data)}.",
+            param=image_param,
+            code="too_many_images",
+        )
     if not image_data:
         raise InvalidRequestError(
             "Missing required parameter: 'image'.", param="image", code="missing_required_parameter"
@@ -269,8 +283,10 @@ async def create_image_edit(request: Request) -> Response:
     service: ImageService = request.app.state.image_service
     if edit.stream:
         cancelled = threading.Event()
+        # Resizing a large input takes a while: not on the event loop.
+        prepared = await asyncio.to_thread(service.prepare_edit, edit, images, mask)
         events = await service.open_stream(
-            service.prepare_edit(edit, images, mask),
+            prepared,
             [image.image for image in images],
             request_id=request.state.request_id,
             user=edit.user,

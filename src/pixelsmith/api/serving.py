@@ -8,7 +8,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -302,7 +302,13 @@ class ImageService:
     ) -> tuple[list[RenderedImage], GenerationOutput]:
         """Run the job, then check the prompt verdict (it may still have been computing beside
         the generation) and the images, and encode them, all off the event loop."""
-        output = await self.engine.generate(prepared.spec, prepared.job)
+        cancelled = threading.Event()
+        job = replace(prepared.job, cancelled=cancelled)
+        try:
+            output = await self.engine.generate(prepared.spec, job)
+        except asyncio.CancelledError:
+            cancelled.set()  # the caller has gone: stop the run after its current step
+            raise
         prompt_verdict = prompt_check if isinstance(prompt_check, Verdict) else await prompt_check
         self._blocked(prompt_verdict, prepared, request_id)
 
@@ -355,7 +361,8 @@ class ImageService:
         base_url: str,
         request_id: str,
     ) -> ImagesResponse:
-        prepared = self.prepare_edit(request, images, mask)
+        # Resizing a large input takes a while: not on the event loop.
+        prepared = await asyncio.to_thread(self.prepare_edit, request, images, mask)
         return await self._run(
             prepared,
             [image.image for image in images],
@@ -573,35 +580,18 @@ class ImageService:
         user: str | None,
         event_prefix: str,
         cancelled: threading.Event | None = None,
-    ) -> AsyncIterator[dict[str, Any]]:
-        """Admit the request (a refusal is a plain 400, before any event), then return the
-        events: for each preview step, one `<prefix>.partial_image` per image (image 0 first),
-        then one `<prefix>.completed` per image, in seed order. A failure after the first
-        event arrives as an `error` event carrying the usual envelope."""
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """Admit and queue the request (a refusal or a full queue is a plain error response,
+        before any event), then return the events: for each preview step, one
+        `<prefix>.partial_image` per image (image 0 first), then one `<prefix>.completed` per
+        image, in seed order. A failure after that arrives as an `error` event."""
         prompt_check = await self._admit(prepared, input_images, request_id=request_id, user=user)
-        return self._events(
-            prepared,
-            input_images,
-            prompt_check,
-            request_id,
-            event_prefix,
-            cancelled or threading.Event(),
-        )
-
-    async def _events(
-        self,
-        prepared: PreparedGeneration,
-        input_images: list[Image.Image],
-        prompt_check: asyncio.Future[Verdict],
-        request_id: str,
-        event_prefix: str,
-        cancelled: threading.Event,
-    ) -> AsyncIterator[dict[str, Any]]:
         loop = asyncio.get_running_loop()
-        previews: asyncio.Queue[tuple[int, list[Image.Image]]] = asyncio.Queue()
+        events: asyncio.Queue[tuple[int, list[Image.Image]] | None] = asyncio.Queue()
+        cancelled = cancelled or threading.Event()
 
         def on_preview(index: int, images: list[Image.Image]) -> None:  # worker thread
-            loop.call_soon_threadsafe(previews.put_nowait, (index, images))
+            loop.call_soon_threadsafe(events.put_nowait, (index, images))
 
         job = replace(
             prepared.job,
@@ -609,7 +599,27 @@ class ImageService:
             on_preview=on_preview,
             cancelled=cancelled,
         )
-        generation = asyncio.ensure_future(self.engine.generate(prepared.spec, job))
+        generation = self.engine.enqueue(prepared.spec, job)
+        # The end of the run, however it ends, is the last item of the queue. Its outcome is
+        # read below, or retrieved here when nobody is left to read it.
+        generation.add_done_callback(lambda done: events.put_nowait(None))
+        generation.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return self._events(
+            prepared, input_images, prompt_check, generation, events, cancelled, request_id,
+            event_prefix,
+        )  # fmt: skip
+
+    async def _events(
+        self,
+        prepared: PreparedGeneration,
+        input_images: list[Image.Image],
+        prompt_check: asyncio.Future[Verdict],
+        generation: asyncio.Future[GenerationOutput],
+        events: asyncio.Queue[tuple[int, list[Image.Image]] | None],
+        cancelled: threading.Event,
+        request_id: str,
+        event_prefix: str,
+    ) -> AsyncGenerator[dict[str, Any], None]:
         fields = {
             "created_at": int(time.time()),
             "size": prepared.size,
@@ -618,13 +628,8 @@ class ImageService:
             "output_format": prepared.output_format,
         }
         try:
-            while not generation.done() or not previews.empty():
-                next_preview = asyncio.ensure_future(previews.get())
-                await asyncio.wait({next_preview, generation}, return_when="FIRST_COMPLETED")
-                if not next_preview.done():
-                    next_preview.cancel()
-                    continue
-                index, images = next_preview.result()
+            while (preview := await events.get()) is not None:
+                index, images = preview
                 # Nothing leaves the server unchecked: the prompt's model verdict first, then
                 # the preview images themselves, as if they were outputs.
                 prompt_verdict = await prompt_check

@@ -15,7 +15,7 @@ MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # OpenAI: each image under 50 MB
 DALL_E_2_MAX_BYTES = 4 * 1024 * 1024
 # Far beyond any size a model takes (4096x4096 = 16.8 MP): a file that decodes to more pixels
 # than this is a decompression bomb, or at least not worth decoding.
-MAX_PIXELS = 40_000_000
+MAX_PIXELS = 4096 * 4096
 
 MAGIC = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpeg"}
 

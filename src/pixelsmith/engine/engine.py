@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from pixelsmith.engine.jobs import GenerationJob, GenerationOutput, JobKind
@@ -78,7 +79,11 @@ class Engine:
             await worker.stop()
 
     async def generate(self, spec: ModelSpec, job: GenerationJob) -> GenerationOutput:
+        return await self.enqueue(spec, job)
+
+    def enqueue(self, spec: ModelSpec, job: GenerationJob) -> asyncio.Future[GenerationOutput]:
+        """Queue `job` now (RateLimitError when the queue is full); await the result later."""
         worker = self._workers.get(spec.id)
         if worker is None:
             raise ServiceUnavailableError(f"model {spec.id} is not running", should_retry=False)
-        return await worker.submit(job)
+        return worker.enqueue(job)

@@ -152,10 +152,18 @@ class LoadedPipeline:
                 raise JobCancelled  # stop now: no more steps, and no VAE decode
             if job.on_preview is not None and job.partial_images:
                 if not chosen:  # the pipeline knows its step count only once it runs
-                    chosen.append(preview_steps(pipe.num_timesteps, job.partial_images))
+                    total = getattr(pipe, "num_timesteps", None) or len(pipe.scheduler.timesteps)
+                    chosen.append(preview_steps(total, job.partial_images))
                 if step in chosen[0]:
-                    images = latents_to_images(pipe, tensors["latents"], job.width, job.height)
-                    job.on_preview(chosen[0].index(step), images)
+                    try:
+                        images = latents_to_images(pipe, tensors["latents"], job.width, job.height)
+                        if job.mask is not None:  # outside the mask, the input, as at the end
+                            images = [Image.composite(i, job.init_image, job.mask) for i in images]
+                    except Exception:  # a preview must never cost the image itself
+                        logger.exception("preview failed; the run goes on without previews")
+                        chosen[0] = ()
+                    else:
+                        job.on_preview(chosen[0].index(step), images)
             return {}
 
         arguments["callback_on_step_end"] = on_step_end

@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 class _Pending:
     job: GenerationJob
     future: asyncio.Future[GenerationOutput]
+    waiting: bool = True  # counted in PipelineWorker._waiting until taken or cancelled
 
 
 class PipelineWorker:
@@ -35,7 +36,11 @@ class PipelineWorker:
     ) -> None:
         self.name = name
         self._run = run
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=max_queue_size)
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._max_waiting = max_queue_size
+        # Jobs waiting whose callers still want them: a job cancelled while queued frees its
+        # place at once, not when the consumer reaches and skips it.
+        self._waiting = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pixelsmith-{name}")
         self._consumer: asyncio.Task[None] | None = None
         # Running mean of job time, for a useful Retry-After when the queue is full.
@@ -48,19 +53,31 @@ class PipelineWorker:
     async def submit(self, job: GenerationJob) -> GenerationOutput:
         """Queue `job` and wait for its images. Cancelling the caller (client gone) drops a job
         that has not started yet."""
+        return await self.enqueue(job)
+
+    def enqueue(self, job: GenerationJob) -> asyncio.Future[GenerationOutput]:
+        """Queue `job` now (or raise RateLimitError) and return the future of its output, so a
+        caller can refuse a request before it has answered anything (streams)."""
         if self._consumer is None or self._consumer.done():
             raise ServiceUnavailableError(f"model {self.name} is not running", should_retry=False)
-        future: asyncio.Future[GenerationOutput] = asyncio.get_running_loop().create_future()
-        try:
-            self._queue.put_nowait(_Pending(job, future))
-        except asyncio.QueueFull:
-            wait = self._mean_seconds * (self._queue.qsize() + 1)
+        if self._waiting >= self._max_waiting:
+            wait = self._mean_seconds * (self._waiting + 1)
             raise RateLimitError(
-                f"The server is busy: {self._queue.qsize()} requests are already waiting for "
+                f"The server is busy: {self._waiting} requests are already waiting for "
                 f"model {self.name}. Retry shortly.",
                 retry_after_seconds=min(wait, 60),
-            ) from None
-        return await future
+            )
+        future: asyncio.Future[GenerationOutput] = asyncio.get_running_loop().create_future()
+        pending = _Pending(job, future)
+        self._waiting += 1
+        future.add_done_callback(lambda _: self._stop_waiting(pending))
+        self._queue.put_nowait(pending)
+        return future
+
+    def _stop_waiting(self, pending: _Pending) -> None:
+        if pending.waiting:
+            pending.waiting = False
+            self._waiting -= 1
 
     async def _consume(self) -> None:
         loop = asyncio.get_running_loop()
@@ -69,6 +86,7 @@ class PipelineWorker:
             try:
                 if pending.future.done():  # cancelled while waiting: never run it
                     continue
+                self._stop_waiting(pending)
                 try:
                     output = await loop.run_in_executor(self._executor, self._run, pending.job)
                 except Exception as exc:
