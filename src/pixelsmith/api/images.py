@@ -246,9 +246,9 @@ async def _edit_inputs(
     edit = validate(CreateImageEditRequest, fields)
     if len(image_data) > 1:
         # Every model family served today edits one picture: refuse before decoding the rest.
+        model = edit.model or request.app.state.engine.registry.default.id
         raise InvalidRequestError(
-            f"model {edit.model or 'the default model'} takes 1 input image; "
-            f"got {len(image_data)}.",
+            f"model {model} takes 1 input image; got {len(image_data)}.",
             param=image_param,
             code="too_many_images",
         )
