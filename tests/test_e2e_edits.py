@@ -362,3 +362,17 @@ def test_malformed_fetch_urls_are_400(cache_dir: Path, tmp_path: Path):
             )
             assert response.status_code == 400, (url, response.text)
             assert response.json()["error"]["param"] == "images[0].image_url"
+
+
+def test_mask_rules(client):
+    source = png_bytes(gradient(64, 64))
+    jpeg_mask = io.BytesIO()
+    Image.new("RGB", (64, 64)).save(jpeg_mask, format="JPEG")
+    with pytest.raises(openai.BadRequestError) as error:
+        client.images.edit(image=source, mask=jpeg_mask.getvalue(), prompt="x")
+    assert error.value.param == "mask" and error.value.code == "invalid_image_format"
+    big_mask = png_bytes(Image.new("RGBA", (64, 64))) + b"\0" * (4 * 1024 * 1024)
+    with pytest.raises(openai.APIStatusError) as too_big:
+        client.images.edit(image=source, mask=big_mask, prompt="x")
+    assert too_big.value.status_code == 413
+    assert too_big.value.body["param"] == "mask"
