@@ -79,6 +79,15 @@ def public_base_url(request: Request) -> str:
     return configured or str(request.base_url).rstrip("/")
 
 
+async def images_response(request: Request, work: Awaitable[ImagesResponse]) -> Response:
+    """The JSON answer of a non-streamed image request, or nothing if the client left first."""
+    try:
+        response = await cancel_on_disconnect(request, work)
+    except ClientDisconnected:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    return JSONResponse(response.model_dump(exclude_none=True))
+
+
 def event_stream(
     request: Request, events: AsyncGenerator[dict[str, Any], None], cancelled: threading.Event
 ) -> StreamingResponse:
@@ -133,11 +142,7 @@ async def create_image(body: CreateImageRequest, request: Request) -> Response:
     work = service.create_image(
         body, base_url=public_base_url(request), request_id=request.state.request_id
     )
-    try:
-        response = await cancel_on_disconnect(request, work)
-    except ClientDisconnected:
-        return Response(status_code=CLIENT_CLOSED_REQUEST)
-    return JSONResponse(response.model_dump(exclude_none=True))
+    return await images_response(request, work)
 
 
 @files_router.get("/v1/images/files/{name}", name="get_image_file", include_in_schema=False)
@@ -297,11 +302,7 @@ async def create_image_edit(request: Request) -> Response:
     work = service.create_edit(
         edit, images, mask, base_url=public_base_url(request), request_id=request.state.request_id
     )
-    try:
-        response = await cancel_on_disconnect(request, work)
-    except ClientDisconnected:
-        return Response(status_code=CLIENT_CLOSED_REQUEST)
-    return JSONResponse(response.model_dump(exclude_none=True))
+    return await images_response(request, work)
 
 
 @router.post("/v1/images/variations", name="create_image_variation", response_model=ImagesResponse)
@@ -330,8 +331,4 @@ async def create_image_variation(request: Request) -> Response:
     work = service.create_variation(
         variation, image, base_url=public_base_url(request), request_id=request.state.request_id
     )
-    try:
-        response = await cancel_on_disconnect(request, work)
-    except ClientDisconnected:
-        return Response(status_code=CLIENT_CLOSED_REQUEST)
-    return JSONResponse(response.model_dump(exclude_none=True))
+    return await images_response(request, work)
