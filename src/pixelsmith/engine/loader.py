@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import math
@@ -140,7 +141,7 @@ class LoadedPipeline:
     ) -> None:
         """Previews and cancellation both hook into diffusers' per-step callback."""
         if not (job.partial_images or job.cancelled) or "callback_on_step_end" not in (
-            inspect.signature(pipeline.__call__).parameters
+            _call_parameters(type(pipeline))
         ):
             return
         chosen: list[tuple[int, ...]] = []
@@ -190,6 +191,12 @@ class LoadedPipeline:
             prompt_tokens=self.count_tokens(job.prompt),
             seconds=time.perf_counter() - started,
         )
+
+
+@functools.cache
+def _call_parameters(pipeline_class: Any) -> frozenset[str]:
+    """What a pipeline class's __call__ accepts; read once per class, not once per run."""
+    return frozenset(inspect.signature(pipeline_class.__call__).parameters)
 
 
 def load_pipeline(
@@ -245,7 +252,7 @@ def load_pipeline(
         ) from exc
     pipeline.set_progress_bar_config(disable=not show_progress)
     logger.info("loaded %s in %.1f s", spec.id, time.perf_counter() - started)
-    parameters = frozenset(inspect.signature(pipeline.__call__).parameters)
+    parameters = _call_parameters(type(pipeline))
     loaded = LoadedPipeline(
         spec=spec, pipeline=pipeline, device=device, dtype=dtype, call_parameters=parameters
     )
