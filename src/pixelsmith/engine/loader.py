@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import inspect
 import logging
 import math
@@ -193,10 +192,15 @@ class LoadedPipeline:
         )
 
 
-@functools.cache
-def _call_parameters(pipeline_class: Any) -> frozenset[str]:
+_CALL_PARAMETERS: dict[type, frozenset[str]] = {}
+
+
+def _call_parameters(pipeline_class: type) -> frozenset[str]:
     """What a pipeline class's __call__ accepts; read once per class, not once per run."""
-    return frozenset(inspect.signature(pipeline_class.__call__).parameters)
+    if pipeline_class not in _CALL_PARAMETERS:
+        signature = inspect.signature(pipeline_class.__call__)
+        _CALL_PARAMETERS[pipeline_class] = frozenset(signature.parameters)
+    return _CALL_PARAMETERS[pipeline_class]
 
 
 def load_pipeline(
