@@ -1,14 +1,18 @@
 """What streaming costs: the same request streamed with partial_images=0 and 3, against the
 non-streamed call, through the official `openai` client on a local server.
 
-    .venv/bin/python benchmarks/streaming_overhead.py [--size 512x512] [--steps 8] [--runs 5]
+    .venv/bin/python benchmarks/streaming_overhead.py [--model sd-small-arch] [--size 512x512]
+        [--steps 4] [--runs 5]
 
-Prints medians and ratios measured in one run; docs/api.md records a run. Not a test.
+The default model is an architecture-only one (real layer shapes, random weights, no download)
+so that, as with a real checkpoint, the denoising compute dominates. Prints medians and ratios
+measured in one run; docs/api.md records a run. Not a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -27,14 +31,16 @@ from pixelsmith.engine.tiny import ensure_tiny_model  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="sd-small-arch")
     parser.add_argument("--size", default="512x512")
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
 
     cache = Path(tempfile.mkdtemp(prefix="pixelsmith-bench-"))
-    ensure_tiny_model(cache)
-    settings = make_settings(cache, cache / "images", moderation_semantic="off")
+    if args.model == "tiny":
+        ensure_tiny_model(cache)
+    settings = make_settings(cache, cache / "images", model=args.model, moderation_semantic="off")
     request = {
         "model": "gpt-image-1",
         "prompt": "a lighthouse at dusk",
@@ -64,7 +70,8 @@ def main() -> None:
                 started = time.perf_counter()
                 case()
                 timings[name].append(time.perf_counter() - started)
-    print(f"machine: {platform.machine()}, Python {platform.python_version()}; model tiny, "
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
+          f"{platform.python_version()}; model {args.model}, "
           f"{args.size}, {args.steps} steps, {args.runs} runs each")  # fmt: skip
     base = statistics.median(timings["non-streamed"])
     for name, values in timings.items():

@@ -252,3 +252,114 @@ def test_edit_pipelines_share_the_weights_of_the_loaded_model(tiny_engine: Engin
         assert derived.unet is base.unet and derived.vae is base.vae
         assert storage(derived) == before
     assert loaded.pipeline_for("inpaint") is loaded.pipeline_for("inpaint")  # built once
+
+
+def _flat_tiny_autoencoder(directory: Path, *, latent_channels: int = 4) -> Path:
+    """A TAESD-shaped AutoencoderTiny whose decoder paints every pixel RGB (191, 191, 191): its
+    last convolution has zero weights and bias 0.75, which the decoder maps to 0.5 of [-1, 1]."""
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(0)
+    autoencoder = AutoencoderTiny(
+        encoder_block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        num_encoder_blocks=(1, 1, 1, 1),
+        num_decoder_blocks=(1, 1, 1, 1),
+        latent_channels=latent_channels,
+    )
+    last = autoencoder.decoder.layers[-1]
+    assert isinstance(last, torch.nn.Conv2d)
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(0.75)
+    autoencoder.save_pretrained(directory)
+    return directory
+
+
+def _previews_and_images(engine: Engine, **overrides) -> tuple[list, list]:
+    previews: list = []
+    loaded = engine.pipeline(engine.registry.default)
+    output = loaded.run(
+        job(
+            seeds=(1, 2),
+            num_inference_steps=4,
+            partial_images=2,
+            on_preview=lambda index, images: previews.append((index, images)),
+            **overrides,
+        )
+    )
+    return previews, output.images
+
+
+def test_a_configured_preview_decoder_decodes_the_stream_previews(cache_dir: Path, tmp_path: Path):
+    decoder = _flat_tiny_autoencoder(tmp_path / "taesd")
+    settings = make_settings(
+        cache_dir, tmp_path, models=[ModelConfig(source="tiny", preview_decoder=str(decoder))]
+    )
+    engine = Engine(settings)
+    engine.load()
+    previews, images = _previews_and_images(engine)
+    assert [index for index, _ in previews] == [0, 1]
+    for _, batch in previews:
+        assert len(batch) == 2
+        for preview in batch:
+            assert preview.size == (64, 64)
+            assert np.all(np.asarray(preview) == 191)
+    # The final images still come from the model's own VAE.
+    assert not np.all(np.asarray(images[0]) == 191)
+
+
+def test_a_tiny_vae_replaces_the_final_decode_and_decodes_previews(cache_dir: Path, tmp_path: Path):
+    decoder = _flat_tiny_autoencoder(tmp_path / "taesd")
+    settings = make_settings(
+        cache_dir, tmp_path, models=[ModelConfig(source="tiny", tiny_vae=str(decoder))]
+    )
+    engine = Engine(settings)
+    engine.load()
+    previews, images = _previews_and_images(engine)
+    assert len(previews) == 2 and all(np.all(np.asarray(p) == 191) for _, b in previews for p in b)
+    assert [image.size for image in images] == [(64, 64)] * 2
+    assert all(np.all(np.asarray(image) == 191) for image in images)
+    # Edits encode through it too.
+    loaded = engine.pipeline(engine.registry.default)
+    edited = loaded.run(job(init_image=images[0], strength=0.5))
+    assert np.all(np.asarray(edited.images[0]) == 191)
+
+
+def test_a_tiny_autoencoder_for_another_latent_family_is_refused(cache_dir: Path, tmp_path: Path):
+    decoder = _flat_tiny_autoencoder(tmp_path / "taef1", latent_channels=16)
+    settings = make_settings(
+        cache_dir, tmp_path, models=[ModelConfig(source="tiny", preview_decoder=str(decoder))]
+    )
+    with pytest.raises(ModelLoadError, match="16-channel latents"):
+        Engine(settings).load()
+
+
+def test_architecture_models_have_the_real_models_shapes():
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from pixelsmith.engine.architectures import architecture_config, architecture_names
+
+    assert {"sd-turbo-arch", "sd-small-arch"} <= set(architecture_names())
+    config = architecture_config("sd-turbo-arch")
+    with torch.device("meta"):  # shapes only: no memory, no time
+        parts = (
+            UNet2DConditionModel(**config["unet"]),
+            AutoencoderKL(**config["vae"]),
+            CLIPTextModel(CLIPTextConfig(**config["text_encoder"])),
+        )
+    counts = [sum(parameter.numel() for parameter in part.parameters()) for part in parts]
+    # stabilityai/sd-turbo's published UNet, VAE and OpenCLIP-H text encoder.
+    assert counts == [865_910_724, 83_653_863, 340_387_840]
+
+
+def test_an_architecture_model_is_built_without_download_and_generates(tmp_path: Path):
+    settings = make_settings(tmp_path, tmp_path / "images", model="sd-small-arch", offline=True)
+    engine = Engine(settings)
+    engine.load()
+    spec = engine.registry.default
+    assert spec.default_size == "512x512" and spec.steps.high == 4  # sd-turbo's preset
+    output = engine.pipeline(spec).run(job(seeds=(3,), num_inference_steps=1))
+    assert output.images[0].size == (64, 64)
+    assert not (tmp_path / "models").exists()  # nothing written: built in memory

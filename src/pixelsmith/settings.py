@@ -63,7 +63,8 @@ class ModelConfig(BaseModel):
 
     source: str = Field(
         description="Hugging Face hub repo id (`stabilityai/sd-turbo`), a local diffusers "
-        "directory, or `tiny` for the built-in offline model."
+        "directory, `tiny` for the built-in offline model, or an architecture-only benchmark "
+        "model (`sd-turbo-arch`, `sd-small-arch`: real shapes, random weights)."
     )
     id: str | None = Field(
         default=None,
@@ -102,6 +103,18 @@ class ModelConfig(BaseModel):
         default=32000, ge=1, description="Longest prompt accepted, in characters."
     )
     license: str | None = Field(default=None, description="Licence of the weights, shown in docs.")
+    preview_decoder: str | None = Field(
+        default=None,
+        description="A tiny autoencoder (diffusers AutoencoderTiny: a hub id such as "
+        "`madebyollin/taesd`, or a local directory) that decodes stream previews. Default: a "
+        "fixed linear latent-to-RGB projection, which needs no download.",
+    )
+    tiny_vae: str | None = Field(
+        default=None,
+        description="Replace the model's VAE with this AutoencoderTiny (hub id or local "
+        "directory, e.g. `madebyollin/taesd` for SD 1.x/2.x) for a decode many times faster, "
+        "at some loss of fine detail. Also used for previews unless preview_decoder is set.",
+    )
 
     @field_validator("sizes")
     @classmethod
@@ -168,8 +181,9 @@ class Settings(BaseSettings):
     # --- Models -------------------------------------------------------------------------------
     model: str = Field(
         default="stabilityai/sd-turbo",
-        description="The default model: a hub repo id, a local diffusers directory, or `tiny` "
-        "(built-in, offline, random weights: draws noise). Ignored when `models` is set.",
+        description="The default model: a hub repo id, a local diffusers directory, `tiny` "
+        "(built-in, offline, random weights: draws noise), or an architecture-only benchmark "
+        "model such as `sd-turbo-arch`. Ignored when `models` is set.",
     )
     models: list[ModelConfig] = Field(
         default_factory=list,

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from pixelsmith.engine.architectures import build_architecture, is_architecture
 from pixelsmith.engine.devices import dtype_name, resolve_device, resolve_dtype
 from pixelsmith.engine.jobs import GenerationJob, GenerationOutput, JobCancelled, JobKind
 from pixelsmith.engine.previews import latents_to_images, preview_steps
@@ -35,6 +36,8 @@ class LoadedPipeline:
     device: torch.device
     dtype: torch.dtype
     call_parameters: frozenset[str] = field(default_factory=frozenset)
+    # A tiny autoencoder for stream previews; None: the linear latent-to-RGB projection.
+    preview_decoder: Any = None
     # Image-to-image and inpainting pipelines made from this one with diffusers' from_pipe:
     # the same modules (weights) under another pipeline class, so memory does not double.
     _derived: dict[str, Any] = field(default_factory=dict)
@@ -156,7 +159,9 @@ class LoadedPipeline:
                     chosen.append(preview_steps(total, job.partial_images))
                 if step in chosen[0]:
                     try:
-                        images = latents_to_images(pipe, tensors["latents"], job.width, job.height)
+                        images = latents_to_images(
+                            pipe, tensors["latents"], job.width, job.height, self.preview_decoder
+                        )
                         if job.mask is not None:  # outside the mask, the input, as at the end
                             images = [Image.composite(i, job.init_image, job.mask) for i in images]
                     except Exception:  # a preview must never cost the image itself
@@ -215,6 +220,13 @@ def load_pipeline(
         raise ModelLoadError(f"Could not load model {spec.id!r}: {exc}.") from exc
     dtype = resolve_dtype(spec.dtype, device)
 
+    started = time.perf_counter()
+    if is_architecture(spec.source):
+        logger.info(
+            "building %s with random weights on %s (%s)", spec.id, device, dtype_name(dtype)
+        )
+        pipeline = build_architecture(spec.source, dtype).to(device)
+        return _finish_loading(spec, pipeline, device, dtype, started, show_progress, offline)
     location: str | Path
     if spec.source == "tiny":
         location = ensure_tiny_model(cache_dir)
@@ -229,7 +241,6 @@ def load_pipeline(
     else:
         location = spec.source
     logger.info("loading model %s from %s on %s (%s)", spec.id, location, device, dtype_name(dtype))
-    started = time.perf_counter()
     local_only = offline
     unreachable: str | None = None
     if isinstance(location, str) and not offline:
@@ -254,17 +265,77 @@ def load_pipeline(
         raise ModelLoadError(
             _load_failure_message(spec, location, offline, unreachable, exc)
         ) from exc
+    return _finish_loading(spec, pipeline, device, dtype, started, show_progress, local_only)
+
+
+def _finish_loading(
+    spec: ModelSpec,
+    pipeline: Any,
+    device: torch.device,
+    dtype: torch.dtype,
+    started: float,
+    show_progress: bool,
+    local_only: bool,
+) -> LoadedPipeline:
+    """What every pipeline gets once its weights are on the device, however it was made."""
     pipeline.set_progress_bar_config(disable=not show_progress)
+    tiny_vae = preview_decoder = None
+    vae = getattr(pipeline, "vae", None)
+    latent_channels = getattr(getattr(vae, "config", None), "latent_channels", None)
+    if spec.tiny_vae:
+        tiny_vae = _load_tiny_autoencoder(
+            spec, spec.tiny_vae, latent_channels, device, dtype, local_only
+        )
+        pipeline.vae = tiny_vae
+    if spec.preview_decoder and spec.preview_decoder != spec.tiny_vae:
+        preview_decoder = _load_tiny_autoencoder(
+            spec, spec.preview_decoder, latent_channels, device, dtype, local_only
+        )
     logger.info("loaded %s in %.1f s", spec.id, time.perf_counter() - started)
     parameters = _call_parameters(type(pipeline))
     loaded = LoadedPipeline(
-        spec=spec, pipeline=pipeline, device=device, dtype=dtype, call_parameters=parameters
+        spec=spec,
+        pipeline=pipeline,
+        device=device,
+        dtype=dtype,
+        call_parameters=parameters,
+        preview_decoder=preview_decoder or tiny_vae,
     )
     # Build the edit pipelines now (cheap: they share every module) so that asking what a
     # model supports never builds one on the event loop while the worker uses the model.
     loaded.supports("image-to-image")
     loaded.supports("inpaint")
     return loaded
+
+
+def _load_tiny_autoencoder(
+    spec: ModelSpec,
+    source: str,
+    model_channels: int | None,
+    device: torch.device,
+    dtype: torch.dtype,
+    local_only: bool,
+) -> Any:
+    """A TAESD-class AutoencoderTiny from the hub or a local directory, on the model's device.
+    When the model itself came from the cache (offline, or the hub unreachable), so does this."""
+    from diffusers import AutoencoderTiny
+
+    location = Path(source).expanduser() if looks_like_path(source) else source
+    try:
+        decoder = AutoencoderTiny.from_pretrained(location, local_files_only=local_only)
+    except Exception as exc:  # hub and file errors alike
+        raise ModelLoadError(
+            f"Could not load the tiny autoencoder {source!r} for model {spec.id!r} "
+            f"({_describe(exc)}). It must be a diffusers AutoencoderTiny: a hub id such as "
+            "madebyollin/taesd, or a local directory with its config.json."
+        ) from exc
+    decoder_channels = decoder.config.latent_channels
+    if model_channels is not None and decoder_channels != model_channels:
+        raise ModelLoadError(
+            f"The tiny autoencoder {source!r} takes {decoder_channels}-channel latents; model "
+            f"{spec.id!r} makes {model_channels}-channel ones."
+        )
+    return decoder.to(device=device, dtype=dtype).eval()
 
 
 def _describe(exc: BaseException) -> str:

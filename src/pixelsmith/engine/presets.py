@@ -75,4 +75,8 @@ PRESETS: dict[str, ModelPreset] = {
 
 
 def preset_for(source: str) -> ModelPreset:
+    from pixelsmith.engine.architectures import architecture_config, is_architecture
+
+    if is_architecture(source):  # random weights in a real model's shape: the real preset
+        return PRESETS[architecture_config(source)["preset"]]
     return PRESETS.get(source, GENERIC_PRESET)

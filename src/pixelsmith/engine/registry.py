@@ -34,6 +34,8 @@ class ModelSpec:
     max_prompt_chars: int
     variation_strength: float
     license: str
+    preview_decoder: str | None = None
+    tiny_vae: str | None = None
 
     @classmethod
     def from_config(
@@ -66,6 +68,8 @@ class ModelSpec:
             variation_strength=config.variation_strength,
             max_prompt_chars=config.max_prompt_chars,
             license=config.license or preset.license,
+            preview_decoder=config.preview_decoder,
+            tiny_vae=config.tiny_vae,
         )
 
 

@@ -75,6 +75,12 @@ def _byte_level_vocab() -> dict[str, int]:
     return {token: index for index, token in enumerate(tokens)}
 
 
+def byte_level_clip_tokenizer(max_length: int = 77) -> Any:  # a transformers CLIPTokenizer
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer(vocab=_byte_level_vocab(), merges=[], model_max_length=max_length)
+
+
 def build_tiny_pipeline() -> Any:  # a diffusers StableDiffusionPipeline
     from diffusers import (
         AutoencoderKL,
@@ -82,10 +88,10 @@ def build_tiny_pipeline() -> Any:  # a diffusers StableDiffusionPipeline
         StableDiffusionPipeline,
         UNet2DConditionModel,
     )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
-    vocab = _byte_level_vocab()
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+    tokenizer = byte_level_clip_tokenizer()
+    vocab = tokenizer.get_vocab()
 
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(TINY_SEED)
