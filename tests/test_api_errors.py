@@ -86,24 +86,42 @@ def test_success_carries_request_id_and_json_type(server):
 
 
 def test_internal_errors_say_nothing_internal_and_the_server_keeps_serving(
-    cache_dir: Path, tmp_path: Path
+    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     settings = make_settings(cache_dir, tmp_path)
     engine = Engine(settings)
     engine.load()
     loaded = engine.pipeline(engine.registry.default)
-    real_run = loaded.run
+    real_run_batch = loaded.run_batch
 
-    def run(job: GenerationJob):
-        if job.prompt == "explode":
+    def run_batch(jobs: list[GenerationJob]):
+        if any(job.prompt == "explode" for job in jobs):
             raise RuntimeError("secret /internal/path detail")
-        return real_run(job)
+        return real_run_batch(jobs)
 
-    loaded.run = run  # type: ignore[method-assign]
+    loaded.run_batch = run_batch  # type: ignore[method-assign]
+    import pixelsmith.api.serving
+
+    real_encode = pixelsmith.api.serving.encode_image
+
+    def encode(image, output_format, compression=100):
+        if output_format == "webp":
+            raise OSError("secret /internal/encoder detail")
+        return real_encode(image, output_format, compression)
+
+    monkeypatch.setattr(pixelsmith.api.serving, "encode_image", encode)
     with RunningServer(create_app(settings, engine=engine)) as running:
         with openai.OpenAI(base_url=f"{running.base_url}/v1", api_key="x", max_retries=0) as client:
+            # The model fails: 503, and no retry, since the same request would fail again.
             with pytest.raises(openai.InternalServerError) as error:
                 client.images.generate(prompt="explode", size="64x64")
+            assert error.value.status_code == 503
+            assert "secret" not in str(error.value.body)
+            assert "RuntimeError" in error.value.message
+            assert error.value.response.headers["x-should-retry"] == "false"
+            # Anything else: 500 with the request id to quote, and nothing internal.
+            with pytest.raises(openai.InternalServerError) as error:
+                client.images.generate(prompt="fine", size="64x64", output_format="webp")
             assert error.value.status_code == 500
             assert "secret" not in str(error.value.body)
             assert error.value.request_id.startswith("req_")
@@ -117,13 +135,13 @@ def test_full_queue_is_429_with_retry_after(cache_dir: Path, tmp_path: Path):
     engine = Engine(settings)
     engine.load()
     loaded = engine.pipeline(engine.registry.default)
-    real_run = loaded.run
+    real_run_batch = loaded.run_batch
 
-    def slow_run(job: GenerationJob):
+    def slow_run_batch(jobs: list[GenerationJob]):
         time.sleep(1.0)
-        return real_run(job)
+        return real_run_batch(jobs)
 
-    loaded.run = slow_run  # type: ignore[method-assign]
+    loaded.run_batch = slow_run_batch  # type: ignore[method-assign]
     with RunningServer(create_app(settings, engine=engine)) as running:
         url = f"{running.base_url}/v1/images/generations"
 
@@ -161,15 +179,15 @@ def test_a_request_whose_client_left_is_never_run(cache_dir: Path, tmp_path: Pat
     engine = Engine(settings)
     engine.load()
     loaded = engine.pipeline(engine.registry.default)
-    real_run = loaded.run
+    real_run_batch = loaded.run_batch
     ran: list[str] = []
 
-    def slow_run(job: GenerationJob):
-        ran.append(job.prompt)
+    def slow_run_batch(jobs: list[GenerationJob]):
+        ran.extend(job.prompt for job in jobs)
         time.sleep(1.5)
-        return real_run(job)
+        return real_run_batch(jobs)
 
-    loaded.run = slow_run  # type: ignore[method-assign]
+    loaded.run_batch = slow_run_batch  # type: ignore[method-assign]
     with RunningServer(create_app(settings, engine=engine)) as running:
         url = f"{running.base_url}/v1/images/generations"
         with concurrent.futures.ThreadPoolExecutor(1) as pool:

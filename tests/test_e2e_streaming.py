@@ -140,17 +140,17 @@ def test_a_disconnect_stops_the_run_within_a_step(cache_dir: Path, tmp_path: Pat
     engine = Engine(settings)
     engine.load()
     loaded = engine.pipeline(engine.registry.default)
-    real_run = loaded.run
+    real_run_batch = loaded.run_batch
     stopped = threading.Event()
 
-    def run(job: GenerationJob):
+    def run_batch(jobs: list[GenerationJob]):
         try:
-            return real_run(job)
+            return real_run_batch(jobs)
         except JobCancelled:
             stopped.set()
             raise
 
-    loaded.run = run  # type: ignore[method-assign]
+    loaded.run_batch = run_batch  # type: ignore[method-assign]
     with RunningServer(create_app(settings, engine=engine)) as running:
         url = f"{running.base_url}/v1/images/generations"
         body = {"prompt": "x", "stream": True, "partial_images": 3, "size": "256x256",

@@ -18,7 +18,12 @@ from pixelsmith.engine.devices import resolve_device, resolve_dtype
 from pixelsmith.engine.registry import ModelRegistry
 from pixelsmith.engine.tiny import ensure_tiny_model, tiny_model_dir
 from pixelsmith.engine.worker import PipelineWorker
-from pixelsmith.errors import ModelLoadError, ModelNotFoundError, RateLimitError
+from pixelsmith.errors import (
+    ModelLoadError,
+    ModelNotFoundError,
+    RateLimitError,
+    ServiceUnavailableError,
+)
 from pixelsmith.settings import ModelConfig
 
 
@@ -136,26 +141,39 @@ def test_offline_mode_never_contacts_the_hub(tmp_path: Path, monkeypatch):
 
 
 class RecordingRunner:
-    """Stands in for a pipeline: records how many calls overlap."""
+    """Stands in for a pipeline: records the batches it is given and how many calls overlap.
+    A job whose prompt is "fail" makes its whole batch fail, as a bad request would."""
 
-    def __init__(self, seconds: float = 0.05) -> None:
+    def __init__(self, seconds: float = 0.05, failure: type[Exception] = RuntimeError) -> None:
         self.seconds = seconds
+        self.failure = failure
         self.active = 0
         self.most_active = 0
-        self.ran: list[int] = []
+        self.batches: list[list[int]] = []
         self.lock = threading.Lock()
 
-    def __call__(self, job: GenerationJob) -> GenerationOutput:
+    @property
+    def ran(self) -> list[int]:
+        return [seed for batch in self.batches for seed in batch]
+
+    def __call__(self, jobs: list[GenerationJob]) -> list[GenerationOutput]:
         with self.lock:
             self.active += 1
             self.most_active = max(self.most_active, self.active)
         time.sleep(self.seconds)
         with self.lock:
             self.active -= 1
-            self.ran.append(job.seeds[0])
-        return GenerationOutput(
-            images=[None], seeds=job.seeds, prompt_tokens=1, seconds=self.seconds
-        )
+        if any(job.prompt == "fail" for job in jobs):
+            raise self.failure("boom")
+        self.batches.append([job.seeds[0] for job in jobs])
+        return [
+            GenerationOutput(images=[None], seeds=job.seeds, prompt_tokens=1, seconds=self.seconds)
+            for job in jobs
+        ]
+
+
+def by_size(job: GenerationJob) -> tuple[int, int]:
+    return (job.width, job.height)
 
 
 def test_worker_never_runs_two_jobs_at_once():
@@ -196,25 +214,156 @@ def test_full_queue_answers_429_and_cancelled_jobs_never_run():
     assert runner.ran == [0, 2]
 
 
-def test_a_failing_job_does_not_stop_the_worker():
-    calls = []
+def test_waiting_compatible_jobs_share_a_call_up_to_the_batch_size():
+    runner = RecordingRunner(seconds=0.2)
 
-    def flaky(job: GenerationJob) -> GenerationOutput:
-        calls.append(job.seeds[0])
-        if job.seeds[0] == 0:
-            raise RuntimeError("boom")
-        return GenerationOutput(images=[None], seeds=job.seeds, prompt_tokens=1)
+    async def scenario() -> list[GenerationOutput]:
+        worker = PipelineWorker(
+            "test", runner, max_queue_size=16, max_batch_size=4, batch_key=by_size
+        )
+        worker.start()
+        first = asyncio.create_task(worker.submit(job(seeds=(0,))))
+        await asyncio.sleep(0.05)  # job 0 runs alone; the rest arrive while it runs
+        later = [
+            job(seeds=(1,)),
+            job(seeds=(2,), width=128),  # another size: its own call
+            job(seeds=(3, 4)),  # n=2 counts as two images
+            job(seeds=(5,)),
+            job(seeds=(6,)),  # would make five images: waits for the next call
+        ]
+        tasks = [asyncio.create_task(worker.submit(j)) for j in later]
+        results = [await first, *[await task for task in tasks]]
+        await worker.stop()
+        return results
+
+    results = asyncio.run(scenario())
+    assert [r.seeds for r in results] == [(0,), (1,), (2,), (3, 4), (5,)] + [(6,)]
+    assert runner.batches == [[0], [1, 3, 5], [2], [6]]
+
+
+def test_batch_timeout_waits_for_company_and_no_key_never_batches():
+    runner = RecordingRunner(seconds=0.05)
+
+    async def scenario(**options) -> None:
+        worker = PipelineWorker("test", runner, max_queue_size=16, max_batch_size=4, **options)
+        worker.start()
+        first = asyncio.create_task(worker.submit(job(seeds=(0,))))
+        await asyncio.sleep(0.1)
+        second = asyncio.create_task(worker.submit(job(seeds=(1,))))
+        await asyncio.gather(first, second)
+        await worker.stop()
+
+    asyncio.run(scenario(batch_timeout=0.5, batch_key=by_size))
+    assert runner.batches == [[0, 1]]
+    runner.batches.clear()
+    asyncio.run(scenario(batch_timeout=0.5))  # the default key: every job runs alone
+    assert runner.batches == [[0], [1]]
+
+
+def test_a_failing_batch_is_split_and_only_the_bad_job_fails_with_503():
+    runner = RecordingRunner(seconds=0.1)
 
     async def scenario() -> None:
-        worker = PipelineWorker("test", flaky, max_queue_size=4)
+        worker = PipelineWorker(
+            "test", runner, max_queue_size=16, max_batch_size=4, batch_key=by_size
+        )
         worker.start()
-        with pytest.raises(RuntimeError):
-            await worker.submit(job(seeds=(0,)))
-        assert (await worker.submit(job(seeds=(1,)))).seeds == (1,)
+        first = asyncio.create_task(worker.submit(job(seeds=(0,))))
+        await asyncio.sleep(0.03)
+        tasks = [
+            asyncio.create_task(worker.submit(job(seeds=(seed,), prompt=prompt)))
+            for seed, prompt in ((1, "a cat"), (2, "fail"), (3, "a dog"))
+        ]
+        await first
+        assert (await tasks[0]).seeds == (1,)
+        with pytest.raises(ServiceUnavailableError) as error:
+            await tasks[1]
+        assert error.value.status_code == 503
+        assert error.value.headers["x-should-retry"] == "false"
+        assert "RuntimeError" in error.value.message
+        assert (await tasks[2]).seeds == (3,)
+        # The worker keeps serving.
+        assert (await worker.submit(job(seeds=(4,)))).seeds == (4,)
         await worker.stop()
 
     asyncio.run(scenario())
-    assert calls == [0, 1]
+    assert runner.batches == [[0], [1], [3], [4]]
+
+
+def test_out_of_memory_on_its_own_is_a_503_that_may_be_retried():
+    class OutOfMemoryError(RuntimeError):  # torch.cuda.OutOfMemoryError's name
+        pass
+
+    runner = RecordingRunner(seconds=0.01, failure=OutOfMemoryError)
+
+    async def scenario() -> None:
+        worker = PipelineWorker("test", runner, max_queue_size=4)
+        worker.start()
+        with pytest.raises(ServiceUnavailableError) as error:
+            await worker.submit(job(prompt="fail"))
+        assert error.value.headers["x-should-retry"] == "true"
+        assert "out of memory" in error.value.message
+        await worker.stop()
+
+    asyncio.run(scenario())
+
+
+def test_stop_drains_the_queue_before_it_returns():
+    runner = RecordingRunner(seconds=0.05)
+
+    async def scenario() -> None:
+        worker = PipelineWorker(
+            "test", runner, max_queue_size=16, max_batch_size=2, batch_key=by_size
+        )
+        worker.start()
+        futures = [worker.enqueue(job(seeds=(i,))) for i in range(5)]
+        await worker.stop()
+        assert all(future.done() and not future.exception() for future in futures)
+
+    asyncio.run(scenario())
+    assert sorted(runner.ran) == list(range(5))
+
+
+def test_batched_jobs_get_their_own_images_as_if_run_alone(tiny_engine: Engine):
+    loaded = tiny_engine.pipeline(tiny_engine.registry.default)
+    guided = dict(guidance_scale=5.0, negative_prompt="dull")
+    jobs = [
+        job(seeds=(21,), prompt="a cat", **guided),
+        job(seeds=(22, 23), prompt="a dog in the rain", **guided),
+        job(seeds=(24,), prompt="a red house", **{**guided, "negative_prompt": "blurry"}),
+    ]
+    assert len({loaded.batch_key(j) for j in jobs}) == 1
+    batched = loaded.run_batch(jobs)
+    for alone_job, output in zip(jobs, batched, strict=True):
+        alone = loaded.run(alone_job)
+        assert output.seeds == alone_job.seeds and len(output.images) == alone_job.num_images
+        assert output.prompt_tokens == alone.prompt_tokens
+        for mine, reference in zip(output.images, alone.images, strict=True):
+            difference = np.abs(
+                np.asarray(mine, dtype=np.int16) - np.asarray(reference, dtype=np.int16)
+            )
+            assert difference.max() <= 2  # batched matmuls may round differently
+    # Different prompts really gave different images (the batch did not repeat one prompt).
+    assert not np.array_equal(np.asarray(batched[0].images[0]), np.asarray(batched[2].images[0]))
+    unguided = job(seeds=(1,))
+    assert loaded.batch_key(unguided) != loaded.batch_key(jobs[0])
+
+
+def test_batched_edits_keep_their_own_input_images(tiny_engine: Engine):
+    from PIL import Image
+
+    loaded = tiny_engine.pipeline(tiny_engine.registry.default)
+    red, blue = Image.new("RGB", (64, 64), "red"), Image.new("RGB", (64, 64), "blue")
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (0, 0, 32, 64))  # repaint the left half
+    jobs = [
+        job(seeds=(1,), init_image=red, mask=mask, strength=0.9),
+        job(seeds=(2,), init_image=blue, mask=mask, strength=0.9),
+    ]
+    outputs = loaded.run_batch(jobs)
+    # Outside the mask each result is exactly its own input.
+    assert outputs[0].images[0].getpixel((60, 10)) == (255, 0, 0)
+    assert outputs[1].images[0].getpixel((60, 10)) == (0, 0, 255)
 
 
 def test_layers_import_one_way():
@@ -363,3 +512,28 @@ def test_an_architecture_model_is_built_without_download_and_generates(tmp_path:
     output = engine.pipeline(spec).run(job(seeds=(3,), num_inference_steps=1))
     assert output.images[0].size == (64, 64)
     assert not (tmp_path / "models").exists()  # nothing written: built in memory
+
+
+def test_speed_settings_warm_up_and_change_the_memory_format(cache_dir: Path, tmp_path: Path):
+    settings = make_settings(cache_dir, tmp_path, warmup="on", channels_last=True, offline=True)
+    engine = Engine(settings)
+    engine.load()
+    loaded = engine.pipeline(engine.registry.default)
+    assert loaded.warmup_seconds is not None and loaded.warmup_seconds > 0
+    conv = loaded.pipeline.unet.conv_in.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    assert not conv.is_contiguous()  # really changed: a 3x3 conv is not both
+    assert loaded.pipeline.vae.decoder.conv_in.weight.is_contiguous(
+        memory_format=torch.channels_last
+    )
+    assert loaded.pipeline.unet._compiled_call_impl is None
+    # Compiled in place: the same module, compiled on its first call (not made here: that
+    # takes half a minute on this CPU), shared with the edit pipelines. By default, a CPU
+    # model is not warmed up.
+    compiled = Engine(make_settings(cache_dir, tmp_path, compile=True, offline=True))
+    compiled.load()
+    loaded = compiled.pipeline(compiled.registry.default)
+    assert loaded.warmup_seconds is None
+    unet = loaded.pipeline.unet
+    assert unet._compiled_call_impl is not None
+    assert loaded.pipeline_for("inpaint").unet is unet

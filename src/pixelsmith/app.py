@@ -17,6 +17,7 @@ from pixelsmith.api import images, models, moderations
 from pixelsmith.api.auth import APIKeyChecker, APIKeyMiddleware
 from pixelsmith.api.errors import install_error_handlers
 from pixelsmith.api.fetch import ImageFetcher
+from pixelsmith.api.limits import KeyLimiter, KeyLimitMiddleware
 from pixelsmith.api.middleware import RequestContextMiddleware
 from pixelsmith.api.serving import ImageService
 from pixelsmith.engine import Engine
@@ -114,7 +115,16 @@ def create_app(
     app.state.started_at = int(time.time())
 
     install_error_handlers(app)
-    # Added last = outermost: every response, the 401s included, gets its x-request-id.
+    # Added last = outermost: every response, the 401s included, gets its x-request-id; keys
+    # are checked before per-key limits count anything.
+    app.add_middleware(
+        KeyLimitMiddleware,
+        limiter=KeyLimiter(
+            per_minute=settings.rate_limit_per_minute,
+            max_concurrent=settings.max_concurrent_per_key,
+        ),
+        by_key=app.state.api_keys.enabled,
+    )
     app.add_middleware(APIKeyMiddleware, checker=app.state.api_keys)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(images.router)

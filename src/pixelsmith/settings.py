@@ -210,6 +210,49 @@ class Settings(BaseSettings):
     max_queue_size: int = Field(
         default=64, ge=1, le=100_000, description="Requests waiting per model before 429s."
     )
+    max_batch_size: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Most images in one pipeline call. Waiting requests with the same size, "
+        "steps and guidance share a call up to this many images; 1 turns batching off.",
+    )
+    batch_timeout: float = Field(
+        default=0.0,
+        ge=0,
+        le=10,
+        description="Seconds to wait for more requests to fill a batch when the queue holds "
+        "too few. 0: batch only what is already waiting, which adds no latency.",
+    )
+    warmup: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Run one generation per model at startup, so that the first request does "
+        "not pay one-time costs (CUDA kernels, autotuning, compilation). auto: on GPUs only.",
+    )
+    compile: bool = Field(
+        default=False,
+        description="torch.compile each model's denoiser (UNet or transformer). Faster steps on "
+        "GPUs after a slow first run per image size; use with warmup.",
+    )
+    channels_last: bool = Field(
+        default=False,
+        description="Keep the UNet and VAE weights in channels-last memory format, which "
+        "convolution kernels on recent GPUs (and some CPUs) run faster.",
+    )
+
+    # --- Per-key limits ---------------------------------------------------------------------
+    rate_limit_per_minute: int = Field(
+        default=0,
+        ge=0,
+        description="Image requests per minute allowed to each API key (each client address "
+        "when no keys are configured). 0: no limit. Over it: 429 with Retry-After.",
+    )
+    max_concurrent_per_key: int = Field(
+        default=0,
+        ge=0,
+        description="Image requests each API key (or client address) may have in flight at "
+        "once, streams included. 0: no limit. Over it: 429.",
+    )
 
     # --- URL responses ------------------------------------------------------------------------
     storage_dir: Path | None = Field(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from pixelsmith.engine.jobs import GenerationJob, GenerationOutput, JobKind
-from pixelsmith.engine.loader import LoadedPipeline, load_pipeline
+from pixelsmith.engine.loader import LoadedPipeline, SpeedOptions, load_pipeline
 from pixelsmith.engine.registry import ModelRegistry, ModelSpec
 from pixelsmith.engine.worker import PipelineWorker
 from pixelsmith.errors import ServiceUnavailableError
-from pixelsmith.settings import Settings
+from pixelsmith.settings import Settings, check_size_string
 
 logger = logging.getLogger(__name__)
 
@@ -37,14 +38,42 @@ class Engine:
         return len(self._pipelines) == len(self.registry.specs)
 
     def load(self) -> None:
+        speed = SpeedOptions(
+            channels_last=self.settings.channels_last, compile=self.settings.compile
+        )
         for spec in self.registry.specs:
             if spec.id not in self._pipelines:
-                self._pipelines[spec.id] = load_pipeline(
+                loaded = load_pipeline(
                     spec,
                     cache_dir=self.settings.cache_dir,
                     offline=self.settings.offline,
                     show_progress=self._show_progress,
+                    speed=speed,
                 )
+                warmup = self.settings.warmup
+                if warmup == "on" or (warmup == "auto" and loaded.device.type != "cpu"):
+                    self._warm_up(loaded)
+                self._pipelines[spec.id] = loaded
+
+    @staticmethod
+    def _warm_up(loaded: LoadedPipeline) -> None:
+        """One short generation at the default size: CUDA context, kernel selection, and (with
+        compile) compilation happen now rather than in the first client's request."""
+        spec = loaded.spec
+        width, height = check_size_string(spec.default_size)
+        started = time.perf_counter()
+        loaded.run(
+            GenerationJob(
+                prompt="warm-up",
+                width=width,
+                height=height,
+                num_inference_steps=spec.steps.low,
+                guidance_scale=spec.guidance_scale,
+                seeds=(0,),
+            )
+        )
+        loaded.warmup_seconds = time.perf_counter() - started
+        logger.info("warmed up %s in %.1f s", spec.id, loaded.warmup_seconds)
 
     def pipeline(self, spec: ModelSpec) -> LoadedPipeline:
         try:
@@ -67,7 +96,12 @@ class Engine:
         for model_id, loaded in self._pipelines.items():
             if model_id not in self._workers:
                 worker = PipelineWorker(
-                    model_id, loaded.run, max_queue_size=self.settings.max_queue_size
+                    model_id,
+                    loaded.run_batch,
+                    max_queue_size=self.settings.max_queue_size,
+                    max_batch_size=self.settings.max_batch_size,
+                    batch_timeout=self.settings.batch_timeout,
+                    batch_key=loaded.batch_key,
                 )
                 worker.start()
                 self._workers[model_id] = worker

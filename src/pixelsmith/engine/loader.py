@@ -6,6 +6,7 @@ import inspect
 import logging
 import math
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ class LoadedPipeline:
     call_parameters: frozenset[str] = field(default_factory=frozenset)
     # A tiny autoencoder for stream previews; None: the linear latent-to-RGB projection.
     preview_decoder: Any = None
+    warmup_seconds: float | None = None  # set when the engine warmed the model up
     # Image-to-image and inpainting pipelines made from this one with diffusers' from_pipe:
     # the same modules (weights) under another pipeline class, so memory does not double.
     _derived: dict[str, Any] = field(default_factory=dict)
@@ -82,93 +84,143 @@ class LoadedPipeline:
         # here (the pipeline truncates), so do not let transformers log a warning for it.
         return len(tokenizer(text, truncation=False, verbose=False)["input_ids"])
 
+    def batch_key(self, job: GenerationJob) -> Hashable | None:
+        """Jobs with equal keys can share one pipeline call; None: this job runs alone.
+
+        Everything that is one value per call must match. Prompts, negative prompts, seeds and
+        input images are per image. A negative prompt cannot be mixed with none: some pipelines
+        (SDXL) encode "no negative prompt" as zeros, not as the empty string."""
+        if job.kind != "text-to-image" and self.edits_by_instruction:
+            return None
+        return (
+            job.kind,
+            job.width,
+            job.height,
+            job.num_inference_steps,
+            job.guidance_scale,
+            job.strength,
+            bool(job.negative_prompt),
+            job.partial_images,
+        )
+
     def run(self, job: GenerationJob) -> GenerationOutput:
+        return self.run_batch([job])[0]
+
+    def run_batch(self, jobs: list[GenerationJob]) -> list[GenerationOutput]:
+        """Run jobs with one batch key in one pipeline call; each gets exactly its own images."""
         started = time.perf_counter()
-        count = job.num_images
+        first = jobs[0]
+        if len(jobs) > 1 and any(self.batch_key(job) != self.batch_key(first) for job in jobs):
+            raise ValueError("jobs in one batch must share a batch key")
+        counts = [job.num_images for job in jobs]
         arguments: dict[str, Any] = {
-            "prompt": [job.prompt] * count,
-            "num_inference_steps": job.num_inference_steps,
-            "guidance_scale": job.guidance_scale,
-            "width": job.width,
-            "height": job.height,
+            "prompt": [job.prompt for job in jobs for _ in job.seeds],
+            "num_inference_steps": first.num_inference_steps,
+            "guidance_scale": first.guidance_scale,
+            "width": first.width,
+            "height": first.height,
             # One CPU generator per image: each image depends only on its own seed, on any
             # device, whether it runs alone or in a batch.
-            "generator": [torch.Generator("cpu").manual_seed(seed) for seed in job.seeds],
+            "generator": [
+                torch.Generator("cpu").manual_seed(seed) for job in jobs for seed in job.seeds
+            ],
             "output_type": "pil",
         }
-        if job.negative_prompt:
-            arguments["negative_prompt"] = [job.negative_prompt] * count
+        if first.negative_prompt:
+            arguments["negative_prompt"] = [job.negative_prompt for job in jobs for _ in job.seeds]
         # Kontext-style pipelines otherwise rescale to about one megapixel; the server has
         # already chosen the size.
         if "max_area" in self.call_parameters:
-            arguments["max_area"] = job.width * job.height
+            arguments["max_area"] = first.width * first.height
         if "_auto_resize" in self.call_parameters:
             arguments["_auto_resize"] = False
-        if job.kind != "text-to-image" and self.edits_by_instruction:
-            return self._run_instruction_edit(job, arguments, started)
-        if job.kind != "text-to-image":
-            arguments["image"] = job.init_image
-            arguments["strength"] = job.strength
+        if first.kind != "text-to-image" and self.edits_by_instruction:
+            return [self._run_instruction_edit(first, arguments, started)]
+        if first.kind != "text-to-image":
+            arguments["image"] = [job.init_image for job in jobs for _ in job.seeds]
+            arguments["strength"] = first.strength
             # diffusers schedules `num_inference_steps` over the full noise range and runs the
             # last int(steps * strength) of them. Scale the schedule so that the job's steps
             # are the steps actually run: a 2-step turbo model still denoises twice, from a
             # noise level set by the strength.
             arguments["num_inference_steps"] = math.ceil(
-                job.num_inference_steps / max(job.strength, 1e-3)
+                first.num_inference_steps / max(first.strength, 1e-3)
             )
-        if job.kind == "image-to-image":
+        if first.kind == "image-to-image":
             del arguments["width"], arguments["height"]  # taken from the image
-        if job.kind == "inpaint":
-            arguments["mask_image"] = job.mask
-        prompt_tokens = self.count_tokens(job.prompt)
-        pipeline = self.pipeline_for(job.kind)
-        self._add_step_callback(pipeline, job, arguments)
-        with torch.inference_mode():
-            result = pipeline(**arguments)
-        images = list(result.images)
-        if job.kind == "inpaint":
-            # Outside the mask the result must be the input, not its trip through the VAE.
-            images = [Image.composite(image, job.init_image, job.mask) for image in images]
-        if len(images) != count:
-            raise RuntimeError(f"pipeline returned {len(images)} images for {count} requested")
-        return GenerationOutput(
-            images=images,
-            seeds=job.seeds,
-            prompt_tokens=prompt_tokens,
-            seconds=time.perf_counter() - started,
-        )
+        if first.kind == "inpaint":
+            arguments["mask_image"] = [job.mask for job in jobs for _ in job.seeds]
+        prompt_tokens = [self.count_tokens(job.prompt) for job in jobs]
+        pipeline = self.pipeline_for(first.kind)
+        self._add_step_callback(pipeline, jobs, arguments)
+        images = self._call(pipeline, arguments)
+        if len(images) != sum(counts):
+            raise RuntimeError(f"pipeline returned {len(images)} images for {sum(counts)}")
+        seconds = time.perf_counter() - started
+        outputs = []
+        for job, job_images, tokens in zip(
+            jobs, _split(images, counts), prompt_tokens, strict=True
+        ):
+            if job.kind == "inpaint":
+                # Outside the mask the result must be the input, not its trip through the VAE.
+                job_images = [Image.composite(i, job.init_image, job.mask) for i in job_images]
+            outputs.append(
+                GenerationOutput(
+                    images=job_images, seeds=job.seeds, prompt_tokens=tokens, seconds=seconds
+                )
+            )
+        return outputs
+
+    def _call(self, pipeline: Any, arguments: dict[str, Any]) -> list[Any]:
+        try:
+            with torch.inference_mode():
+                return list(pipeline(**arguments).images)
+        except torch.cuda.OutOfMemoryError:
+            # Give the failed batch's memory back before its jobs are retried one by one.
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            raise
 
     def _add_step_callback(
-        self, pipeline: Any, job: GenerationJob, arguments: dict[str, Any]
+        self, pipeline: Any, jobs: list[GenerationJob], arguments: dict[str, Any]
     ) -> None:
-        """Previews and cancellation both hook into diffusers' per-step callback."""
-        if not (job.partial_images or job.cancelled) or "callback_on_step_end" not in (
+        """Previews and cancellation both hook into diffusers' per-step callback. A batch stops
+        early only when every one of its callers has gone."""
+        first = jobs[0]
+        watching = all(job.cancelled is not None for job in jobs)
+        if not (first.partial_images or watching) or "callback_on_step_end" not in (
             _call_parameters(type(pipeline))
         ):
             return
+        counts = [job.num_images for job in jobs]
         chosen: list[tuple[int, ...]] = []
 
         def on_step_end(
             pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]
         ) -> dict[str, Any]:
-            if job.cancelled is not None and job.cancelled.is_set():
+            if watching and all(job.cancelled.is_set() for job in jobs if job.cancelled):
                 raise JobCancelled  # stop now: no more steps, and no VAE decode
-            if job.on_preview is not None and job.partial_images:
+            if first.partial_images:
                 if not chosen:  # the pipeline knows its step count only once it runs
                     total = getattr(pipe, "num_timesteps", None) or len(pipe.scheduler.timesteps)
-                    chosen.append(preview_steps(total, job.partial_images))
+                    chosen.append(preview_steps(total, first.partial_images))
                 if step in chosen[0]:
                     try:
-                        images = latents_to_images(
-                            pipe, tensors["latents"], job.width, job.height, self.preview_decoder
-                        )
-                        if job.mask is not None:  # outside the mask, the input, as at the end
-                            images = [Image.composite(i, job.init_image, job.mask) for i in images]
+                        previews = latents_to_images(
+                            pipe, tensors["latents"], first.width, first.height,
+                            self.preview_decoder,
+                        )  # fmt: skip
                     except Exception:  # a preview must never cost the image itself
                         logger.exception("preview failed; the run goes on without previews")
                         chosen[0] = ()
-                    else:
-                        job.on_preview(chosen[0].index(step), images)
+                        return {}
+                    index = chosen[0].index(step)
+                    for job, images in zip(jobs, _split(previews, counts), strict=True):
+                        if job.on_preview is None:
+                            continue
+                        if job.mask is not None:  # outside the mask, the input, as at the end
+                            images = [Image.composite(i, job.init_image, job.mask) for i in images]
+                        job.on_preview(index, images)
             return {}
 
         arguments["callback_on_step_end"] = on_step_end
@@ -178,9 +230,8 @@ class LoadedPipeline:
     ) -> GenerationOutput:
         arguments["image"] = job.init_image
         arguments = {k: v for k, v in arguments.items() if k in self.call_parameters}
-        self._add_step_callback(self.pipeline, job, arguments)
-        with torch.inference_mode():
-            images = list(self.pipeline(**arguments).images)
+        self._add_step_callback(self.pipeline, [job], arguments)
+        images = self._call(self.pipeline, arguments)
         images = [
             image
             if image.size == (job.width, job.height)
@@ -197,6 +248,15 @@ class LoadedPipeline:
         )
 
 
+def _split(items: list[Any], counts: list[int]) -> list[list[Any]]:
+    """`items` cut into consecutive runs of `counts` items."""
+    runs, start = [], 0
+    for count in counts:
+        runs.append(items[start : start + count])
+        start += count
+    return runs
+
+
 _CALL_PARAMETERS: dict[type, frozenset[str]] = {}
 
 
@@ -208,8 +268,21 @@ def _call_parameters(pipeline_class: type) -> frozenset[str]:
     return _CALL_PARAMETERS[pipeline_class]
 
 
+@dataclass(frozen=True)
+class SpeedOptions:
+    """Optional speed-ups applied to every loaded pipeline (see Settings)."""
+
+    channels_last: bool = False
+    compile: bool = False
+
+
 def load_pipeline(
-    spec: ModelSpec, *, cache_dir: Path, offline: bool, show_progress: bool = False
+    spec: ModelSpec,
+    *,
+    cache_dir: Path,
+    offline: bool,
+    show_progress: bool = False,
+    speed: SpeedOptions = SpeedOptions(),
 ) -> LoadedPipeline:
     """Load `spec` with diffusers' own loader; raise ModelLoadError with advice on failure."""
     from diffusers import AutoPipelineForText2Image
@@ -226,7 +299,7 @@ def load_pipeline(
             "building %s with random weights on %s (%s)", spec.id, device, dtype_name(dtype)
         )
         pipeline = build_architecture(spec.source, dtype).to(device)
-        return _finish_loading(spec, pipeline, device, dtype, started, show_progress, offline)
+        return _finish_loading(spec, pipeline, device, dtype, started, show_progress, True, speed)
     location: str | Path
     if spec.source == "tiny":
         location = ensure_tiny_model(cache_dir)
@@ -265,7 +338,7 @@ def load_pipeline(
         raise ModelLoadError(
             _load_failure_message(spec, location, offline, unreachable, exc)
         ) from exc
-    return _finish_loading(spec, pipeline, device, dtype, started, show_progress, local_only)
+    return _finish_loading(spec, pipeline, device, dtype, started, show_progress, local_only, speed)
 
 
 def _finish_loading(
@@ -276,6 +349,7 @@ def _finish_loading(
     started: float,
     show_progress: bool,
     local_only: bool,
+    speed: SpeedOptions,
 ) -> LoadedPipeline:
     """What every pipeline gets once its weights are on the device, however it was made."""
     pipeline.set_progress_bar_config(disable=not show_progress)
@@ -291,6 +365,7 @@ def _finish_loading(
         preview_decoder = _load_tiny_autoencoder(
             spec, spec.preview_decoder, latent_channels, device, dtype, local_only
         )
+    _speed_up(pipeline, speed)
     logger.info("loaded %s in %.1f s", spec.id, time.perf_counter() - started)
     parameters = _call_parameters(type(pipeline))
     loaded = LoadedPipeline(
@@ -306,6 +381,20 @@ def _finish_loading(
     loaded.supports("image-to-image")
     loaded.supports("inpaint")
     return loaded
+
+
+def _speed_up(pipeline: Any, speed: SpeedOptions) -> None:
+    """Attention already runs through PyTorch's scaled_dot_product_attention (diffusers' default
+    on torch 2), which picks flash or memory-efficient kernels where the GPU has them."""
+    denoiser = getattr(pipeline, "unet", None) or getattr(pipeline, "transformer", None)
+    if speed.channels_last:
+        for module in (denoiser, getattr(pipeline, "vae", None)):
+            if module is not None:
+                module.to(memory_format=torch.channels_last)
+    if speed.compile and denoiser is not None:
+        # In place (nn.Module.compile): the module keeps its class, so edit pipelines made
+        # with from_pipe share the compiled denoiser.
+        denoiser.compile()
 
 
 def _load_tiny_autoencoder(

@@ -1,22 +1,29 @@
-"""A bounded queue in front of one thread per pipeline.
+"""A bounded queue in front of one thread per pipeline, with dynamic batching.
 
-Requests wait in an asyncio queue; a single consumer task hands them, one at a time, to a
-dedicated thread, so the event loop never blocks and a pipeline never runs two calls at once.
-Batching, streaming and moderation hook in here later.
+Requests wait in a queue on the event loop; a single consumer task hands them to a dedicated
+thread, so the event loop never blocks and a pipeline never runs two calls at once. When the
+consumer takes a job, it also takes the waiting jobs that can share its pipeline call (same
+batch key: size, steps, guidance, ...), up to `max_batch_size` images, waiting at most
+`batch_timeout` seconds for more to arrive. A batch that fails is run again one job at a
+time, so one bad request (or a batch too big for the GPU's memory) fails alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from pixelsmith.engine.jobs import GenerationJob, GenerationOutput
-from pixelsmith.errors import RateLimitError, ServiceUnavailableError
+from pixelsmith.engine.jobs import GenerationJob, GenerationOutput, JobCancelled
+from pixelsmith.errors import APIError, RateLimitError, ServiceUnavailableError
 
 logger = logging.getLogger(__name__)
+
+RunBatch = Callable[[list[GenerationJob]], list[GenerationOutput]]
+BatchKey = Callable[[GenerationJob], Hashable | None]
 
 
 @dataclass
@@ -26,24 +33,36 @@ class _Pending:
     waiting: bool = True  # counted in PipelineWorker._waiting until taken or cancelled
 
 
+def _never_batch(job: GenerationJob) -> None:
+    return None
+
+
 class PipelineWorker:
     def __init__(
         self,
         name: str,
-        run: Callable[[GenerationJob], GenerationOutput],
+        run_batch: RunBatch,
         *,
         max_queue_size: int,
+        max_batch_size: int = 1,
+        batch_timeout: float = 0.0,
+        batch_key: BatchKey = _never_batch,
     ) -> None:
         self.name = name
-        self._run = run
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._run_batch = run_batch
+        self._batch_key = batch_key
+        self._max_batch_size = max_batch_size
+        self._batch_timeout = batch_timeout
+        self._pending: deque[_Pending] = deque()
+        self._arrived = asyncio.Event()  # set whenever a job is queued
         self._max_waiting = max_queue_size
         # Jobs waiting whose callers still want them: a job cancelled while queued frees its
         # place at once, not when the consumer reaches and skips it.
         self._waiting = 0
+        self._busy = False  # a batch is running
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pixelsmith-{name}")
         self._consumer: asyncio.Task[None] | None = None
-        # Running mean of job time, for a useful Retry-After when the queue is full.
+        # Running mean of seconds per job, for a useful Retry-After when the queue is full.
         self._mean_seconds = 1.0
 
     def start(self) -> None:
@@ -71,38 +90,141 @@ class PipelineWorker:
         pending = _Pending(job, future)
         self._waiting += 1
         future.add_done_callback(lambda _: self._stop_waiting(pending))
-        self._queue.put_nowait(pending)
+        self._pending.append(pending)
+        self._arrived.set()
         return future
+
+    @property
+    def idle(self) -> bool:
+        return not self._busy and not any(not p.future.done() for p in self._pending)
 
     def _stop_waiting(self, pending: _Pending) -> None:
         if pending.waiting:
             pending.waiting = False
             self._waiting -= 1
 
-    async def _consume(self) -> None:
+    def _pop_live(self) -> _Pending | None:
+        while self._pending:
+            pending = self._pending.popleft()
+            if not pending.future.done():  # a job cancelled while waiting never runs
+                return pending
+        return None
+
+    def _take_compatible(self, batch: list[_Pending], key: Hashable) -> int:
+        """Move waiting jobs with `key` into `batch` while they fit; return its image count.
+        Jobs that do not fit keep their place in the queue."""
+        images = sum(pending.job.num_images for pending in batch)
+        kept: deque[_Pending] = deque()
+        while self._pending:
+            pending = self._pending.popleft()
+            if pending.future.done():
+                continue
+            fits = images + pending.job.num_images <= self._max_batch_size
+            if fits and self._batch_key(pending.job) == key:
+                batch.append(pending)
+                images += pending.job.num_images
+            else:
+                kept.append(pending)
+        self._pending = kept
+        return images
+
+    async def _next_batch(self) -> list[_Pending]:
+        while (first := self._pop_live()) is None:
+            self._arrived.clear()
+            await self._arrived.wait()
+        self._busy = True  # from here the batch is out of the queue: stop() must wait for it
+        batch = [first]
+        key = self._batch_key(first.job)
+        if key is None or first.job.num_images >= self._max_batch_size:
+            return batch
         loop = asyncio.get_running_loop()
-        while True:
-            pending = await self._queue.get()
+        deadline = loop.time() + self._batch_timeout
+        while self._take_compatible(batch, key) < self._max_batch_size:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            self._arrived.clear()
             try:
-                if pending.future.done():  # cancelled while waiting: never run it
-                    continue
-                self._stop_waiting(pending)
-                try:
-                    output = await loop.run_in_executor(self._executor, self._run, pending.job)
-                except Exception as exc:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                break
+        return batch
+
+    async def _consume(self) -> None:
+        while True:
+            batch = await self._next_batch()
+            try:
+                for pending in batch:
+                    self._stop_waiting(pending)
+                await self._run(batch)
+            except Exception as exc:  # a bug here must not stop the worker or strand callers
+                logger.exception("worker %s failed to run a batch", self.name)
+                for pending in batch:
                     if not pending.future.done():
-                        pending.future.set_exception(exc)
-                else:
-                    self._mean_seconds = 0.8 * self._mean_seconds + 0.2 * output.seconds
-                    if not pending.future.done():
-                        pending.future.set_result(output)
+                        pending.future.set_exception(self._failure(exc))
             finally:
-                self._queue.task_done()
+                self._busy = False
+
+    async def _run(self, batch: list[_Pending]) -> None:
+        loop = asyncio.get_running_loop()
+        jobs = [pending.job for pending in batch]
+        try:
+            outputs = await loop.run_in_executor(self._executor, self._run_batch, jobs)
+            if len(outputs) != len(jobs):
+                raise RuntimeError(f"{len(outputs)} outputs for {len(jobs)} jobs")
+        except JobCancelled as exc:  # every caller of the batch has gone
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
+        except Exception as exc:
+            if len(batch) > 1:
+                # Find the job that fails (or let a batch too big for memory succeed in parts).
+                logger.warning(
+                    "a batch of %d jobs on %s failed (%s); running them one at a time",
+                    len(batch),
+                    self.name,
+                    type(exc).__name__,
+                )
+                for pending in batch:
+                    if not pending.future.done():
+                        await self._run([pending])
+                return
+            if not batch[0].future.done():
+                batch[0].future.set_exception(self._failure(exc))
+        else:
+            for pending, output in zip(batch, outputs, strict=True):
+                self._mean_seconds = 0.8 * self._mean_seconds + 0.2 * output.seconds / len(batch)
+                if not pending.future.done():
+                    pending.future.set_result(output)
+
+    def _failure(self, exc: Exception) -> Exception:
+        """What the caller of a job that failed on its own sees: 503, and whether a retry can
+        help. Nothing was produced, so a retry never makes an image twice; but a job that
+        fails for what it is (not for the load it met) would only fail again."""
+        if isinstance(exc, APIError):
+            return exc
+        if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+            logger.warning("model %s ran out of memory on a single job", self.name)
+            failure = ServiceUnavailableError(
+                f"Model {self.name} ran out of memory for this request. Retry later, or ask for "
+                "fewer or smaller images.",
+                should_retry=True,
+            )
+        else:
+            logger.error("model %s failed on a job", self.name, exc_info=exc)
+            failure = ServiceUnavailableError(
+                f"Model {self.name} failed to generate this request ({type(exc).__name__}). "
+                "The server keeps serving; the logs have the details.",
+                should_retry=False,
+            )
+        failure.__cause__ = exc
+        return failure
 
     async def stop(self) -> None:
-        """Finish the queued jobs, then stop the thread."""
+        """Finish the queued jobs (drain), then stop the thread."""
         if self._consumer is not None:
-            await self._queue.join()
+            while not self.idle and not self._consumer.done():
+                await asyncio.sleep(0.01)
             self._consumer.cancel()
             try:
                 await self._consumer

@@ -1,0 +1,130 @@
+"""Per-key admission: how often, and how many at once, each client may ask for images.
+
+A client is its API key, or its address when the server takes any key. The limits cover the
+endpoints that generate (generations, edits, variations) and hold a request's slot until its
+response, streamed or not, has been sent in full. Refusals are 429s in the OpenAI envelope
+with Retry-After; nothing has run, so the official clients' automatic retries are safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from pixelsmith.api.responses import JSONResponse
+from pixelsmith.errors import RateLimitError
+
+LIMITED_PATHS = frozenset({"/v1/images/generations", "/v1/images/edits", "/v1/images/variations"})
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+    in_flight: int = 0
+
+
+class KeyLimiter:
+    """A token bucket (`per_minute` requests, refilled continuously) and an in-flight count
+    per client. 0 turns either limit off."""
+
+    def __init__(self, *, per_minute: int, max_concurrent: int) -> None:
+        self.per_minute = per_minute
+        self.max_concurrent = max_concurrent
+        self._buckets: dict[str, _Bucket] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.per_minute or self.max_concurrent)
+
+    def acquire(self, client: str, now: float | None = None) -> None:
+        """Take a slot for `client` or raise RateLimitError; pair with release()."""
+        now = time.monotonic() if now is None else now
+        bucket = self._buckets.get(client)
+        if bucket is None:
+            bucket = self._buckets[client] = _Bucket(tokens=float(self.per_minute), updated=now)
+        if self.max_concurrent and bucket.in_flight >= self.max_concurrent:
+            raise RateLimitError(
+                f"Too many concurrent requests: this key already has {bucket.in_flight} image "
+                f"requests in flight (the limit is {self.max_concurrent}). Wait for one to "
+                "finish.",
+                retry_after_seconds=1,
+            )
+        if self.per_minute:
+            rate = self.per_minute / 60.0
+            bucket.tokens = min(self.per_minute, bucket.tokens + (now - bucket.updated) * rate)
+            bucket.updated = now
+            if bucket.tokens < 1:
+                raise RateLimitError(
+                    f"Rate limit reached: {self.per_minute} image requests per minute for this "
+                    "key. Retry after the delay in the Retry-After header.",
+                    retry_after_seconds=(1 - bucket.tokens) / rate,
+                )
+            bucket.tokens -= 1
+        bucket.in_flight += 1
+
+    def release(self, client: str) -> None:
+        bucket = self._buckets[client]
+        bucket.in_flight -= 1
+        # Forget idle clients whose bucket is full again, so the table does not grow forever.
+        if bucket.in_flight == 0 and len(self._buckets) > 10_000:
+            self._prune(time.monotonic())
+
+    def _prune(self, now: float) -> None:
+        rate = self.per_minute / 60.0
+        for client, bucket in list(self._buckets.items()):
+            full = not self.per_minute or bucket.tokens + (now - bucket.updated) * rate >= (
+                self.per_minute
+            )
+            if bucket.in_flight == 0 and full:
+                del self._buckets[client]
+
+
+def client_identity(scope: Scope) -> str:
+    """The bearer token (hashed: no key is kept in memory in the clear longer than needed),
+    or the client's address when there is none."""
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            if scheme.lower() == b"bearer" and token.strip():
+                return "key:" + hashlib.sha256(token.strip()).hexdigest()[:32]
+    client = scope.get("client")
+    return f"addr:{client[0]}" if client else "addr:unknown"
+
+
+class KeyLimitMiddleware:
+    """Applies a KeyLimiter to the generating endpoints. With API keys configured, it runs
+    after authentication, so only valid keys get buckets."""
+
+    def __init__(self, app: ASGIApp, limiter: KeyLimiter, *, by_key: bool) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.by_key = by_key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or not self.limiter.enabled
+            or scope.get("method") != "POST"
+            or scope.get("path") not in LIMITED_PATHS
+        ):
+            await self.app(scope, receive, send)
+            return
+        if self.by_key:
+            client = client_identity(scope)
+        else:  # any bearer is accepted, so a client could pick a new one per request
+            address = scope.get("client")
+            client = f"addr:{address[0]}" if address else "addr:unknown"
+        try:
+            self.limiter.acquire(client)
+        except RateLimitError as exc:
+            response = JSONResponse(exc.to_body(), status_code=exc.status_code, headers=exc.headers)
+            await response(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.limiter.release(client)
