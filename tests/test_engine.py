@@ -537,3 +537,19 @@ def test_speed_settings_warm_up_and_change_the_memory_format(cache_dir: Path, tm
     unet = loaded.pipeline.unet
     assert unet._compiled_call_impl is not None
     assert loaded.pipeline_for("inpaint").unet is unet
+
+
+def test_a_batch_of_streams_sends_each_job_its_own_previews(tiny_engine: Engine):
+    loaded = tiny_engine.pipeline(tiny_engine.registry.default)
+    received: dict[str, list[tuple[int, int]]] = {"one": [], "two": []}
+
+    def collector(name: str):
+        return lambda index, images: received[name].append((index, len(images)))
+
+    jobs = [
+        job(seeds=(1,), num_inference_steps=4, partial_images=2, on_preview=collector("one")),
+        job(seeds=(2, 3), num_inference_steps=4, partial_images=2, on_preview=collector("two")),
+    ]
+    outputs = loaded.run_batch(jobs)
+    assert received == {"one": [(0, 1), (1, 1)], "two": [(0, 2), (1, 2)]}
+    assert [len(output.images) for output in outputs] == [1, 2]
