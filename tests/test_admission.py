@@ -99,3 +99,20 @@ def test_concurrency_limit_per_client_through_the_official_client(cache_dir: Pat
             assert len(first.result(timeout=30).data) == 1
             # The slot is free again once the response has been sent.
             assert len(client.images.generate(prompt="third", size="64x64").data) == 1
+
+
+def test_a_second_authorization_header_does_not_open_a_new_bucket(cache_dir: Path, tmp_path: Path):
+    import httpx
+
+    settings = make_settings(cache_dir, tmp_path, api_keys="key-one", rate_limit_per_minute=1)
+    with RunningServer(create_app(settings)) as running:
+        url = f"{running.base_url}/v1/images/generations"
+        body = {"prompt": "a cat", "size": "64x64"}
+        statuses = []
+        for attempt in range(3):
+            headers = [
+                ("authorization", f"Bearer junk-{attempt}"),
+                ("authorization", "Bearer key-one"),
+            ]
+            statuses.append(httpx.post(url, json=body, headers=headers, timeout=60).status_code)
+        assert statuses[0] == 200 and statuses[1:] == [429, 429]

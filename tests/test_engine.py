@@ -484,23 +484,39 @@ def test_a_tiny_autoencoder_for_another_latent_family_is_refused(cache_dir: Path
         Engine(settings).load()
 
 
-def test_architecture_models_have_the_real_models_shapes():
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+# Parameter counts of the published checkpoints each architecture-only model copies.
+PUBLISHED_PARAMETERS = {
+    # stabilityai/sd-turbo: SD 2.1 UNet, SD VAE, OpenCLIP-H text encoder
+    "sd-turbo-arch": {"unet": 865_910_724, "vae": 83_653_863, "text_encoder": 340_387_840},
+    # stabilityai/sdxl-turbo and SDXL 1.0: UNet, VAE, CLIP-L, OpenCLIP-bigG with projection
+    "sdxl-arch": {
+        "unet": 2_567_463_684,
+        "vae": 83_653_863,
+        "text_encoder": 123_060_480,
+        "text_encoder_2": 694_659_840,
+    },
+    # black-forest-labs/FLUX.1-schnell: transformer (no guidance embedder), 16-channel VAE,
+    # CLIP-L, T5-XXL encoder
+    "flux-schnell-arch": {
+        "transformer": 11_891_178_560,
+        "vae": 83_819_683,
+        "text_encoder": 123_060_480,
+        "text_encoder_2": 4_762_310_656,
+    },
+}
 
-    from pixelsmith.engine.architectures import architecture_config, architecture_names
 
-    assert {"sd-turbo-arch", "sd-small-arch"} <= set(architecture_names())
-    config = architecture_config("sd-turbo-arch")
-    with torch.device("meta"):  # shapes only: no memory, no time
-        parts = (
-            UNet2DConditionModel(**config["unet"]),
-            AutoencoderKL(**config["vae"]),
-            CLIPTextModel(CLIPTextConfig(**config["text_encoder"])),
-        )
-    counts = [sum(parameter.numel() for parameter in part.parameters()) for part in parts]
-    # stabilityai/sd-turbo's published UNet, VAE and OpenCLIP-H text encoder.
-    assert counts == [865_910_724, 83_653_863, 340_387_840]
+@pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMETERS))
+def test_architecture_models_have_the_real_models_shapes(name: str):
+    from pixelsmith.engine.architectures import architecture_names, build_architecture
+
+    assert name in architecture_names()
+    pipeline = build_architecture(name, device="meta")  # shapes only: no memory, no time
+    counts = {
+        part: sum(parameter.numel() for parameter in getattr(pipeline, part).parameters())
+        for part in PUBLISHED_PARAMETERS[name]
+    }
+    assert counts == PUBLISHED_PARAMETERS[name]
 
 
 def test_an_architecture_model_is_built_without_download_and_generates(tmp_path: Path):
@@ -553,3 +569,41 @@ def test_a_batch_of_streams_sends_each_job_its_own_previews(tiny_engine: Engine)
     outputs = loaded.run_batch(jobs)
     assert received == {"one": [(0, 1), (1, 1)], "two": [(0, 2), (1, 2)]}
     assert [len(output.images) for output in outputs] == [1, 2]
+
+
+def test_a_job_cancelled_while_its_batch_gathers_never_runs():
+    runner = RecordingRunner(seconds=0.01)
+
+    async def scenario() -> None:
+        worker = PipelineWorker(
+            "test", runner, max_queue_size=16, max_batch_size=4, batch_timeout=0.3,
+            batch_key=by_size,
+        )  # fmt: skip
+        worker.start()
+        first = asyncio.create_task(worker.submit(job(seeds=(0,))))
+        await asyncio.sleep(0.05)  # job 0 is out of the queue, waiting for company
+        second = asyncio.create_task(worker.submit(job(seeds=(1,))))
+        await asyncio.sleep(0.05)
+        first.cancel()
+        assert (await second).seeds == (1,)
+        await worker.stop()
+
+    asyncio.run(scenario())
+    assert runner.batches == [[1]]
+
+
+def test_a_stopping_worker_refuses_new_jobs_and_answers_every_accepted_one():
+    runner = RecordingRunner(seconds=0.05)
+
+    async def scenario() -> None:
+        worker = PipelineWorker("test", runner, max_queue_size=16)
+        worker.start()
+        accepted = [worker.enqueue(job(seeds=(i,))) for i in range(3)]
+        stopping = asyncio.create_task(worker.stop())
+        await asyncio.sleep(0.01)
+        with pytest.raises(ServiceUnavailableError):
+            worker.enqueue(job(seeds=(9,)))
+        await stopping
+        assert [future.result().seeds for future in accepted] == [(0,), (1,), (2,)]
+
+    asyncio.run(scenario())

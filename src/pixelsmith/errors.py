@@ -19,6 +19,7 @@ This module imports no web framework, so the engine can raise these too.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -128,7 +129,8 @@ class RateLimitError(APIError):
     default_code = "rate_limit_exceeded"
 
     def __init__(self, message: str, *, retry_after_seconds: float) -> None:
-        seconds = max(1, round(retry_after_seconds))
+        # Rounded up: a client that waits exactly this long must find room.
+        seconds = max(1, math.ceil(retry_after_seconds))
         super().__init__(message, headers={"retry-after": str(seconds)})
 
 

@@ -66,6 +66,12 @@ class ModelConfig(BaseModel):
         "directory, `tiny` for the built-in offline model, or an architecture-only benchmark "
         "model (`sd-turbo-arch`, `sd-small-arch`: real shapes, random weights)."
     )
+    preset: str | None = Field(
+        default=None,
+        description="A preset (docs/models.md#presets) whose defaults this model takes, e.g. "
+        "`flux-schnell` for a local copy of FLUX.1-schnell. Default: the preset whose name or "
+        "hub id the source is, if any.",
+    )
     id: str | None = Field(
         default=None,
         description="Model id clients send in `model` and see in /v1/models. Default: the "
@@ -83,7 +89,9 @@ class ModelConfig(BaseModel):
     device: DeviceName | None = Field(default=None, description="Overrides the global device.")
     dtype: DtypeName | None = Field(default=None, description="Overrides the global dtype.")
     sizes: list[str] | None = Field(
-        default=None, description="Allowed `size` values as WIDTHxHEIGHT (multiples of 8)."
+        default=None,
+        description="The only `size` values allowed, as WIDTHxHEIGHT (multiples of 8). Default: "
+        "the preset's list, plus any size its family's rules allow.",
     )
     default_size: str | None = Field(default=None, description="What `size=auto` resolves to.")
     steps: QualitySteps | None = Field(default=None, description="Steps for each quality tier.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -11,6 +12,8 @@ from pixelsmith.errors import AuthenticationError
 
 # Signed image URLs carry their own authorisation and are opened by browsers without a key.
 PUBLIC_PREFIXES = ("/v1/images/files/",)
+# Where APIKeyMiddleware leaves the identity of the key it accepted, in the ASGI scope's state.
+API_KEY_IDENTITY = "pixelsmith_api_key_identity"
 
 
 class APIKeyChecker:
@@ -61,10 +64,15 @@ class APIKeyMiddleware:
         ):
             headers = dict(scope.get("headers", []))
             raw = headers.get(b"authorization")
+            authorization = raw.decode("latin-1") if raw is not None else None
             try:
-                self.checker.check(raw.decode("latin-1") if raw is not None else None)
+                self.checker.check(authorization)
             except AuthenticationError as exc:
                 response = JSONResponse(exc.to_body(), status_code=exc.status_code)
                 await response(scope, receive, send)
                 return
+            # The key that passed, for per-key limits (hashed: it is only an identity there).
+            token = (authorization or "").partition(" ")[2].strip()
+            digest = hashlib.sha256(token.encode()).hexdigest()[:32]
+            scope.setdefault("state", {})[API_KEY_IDENTITY] = f"key:{digest}"
         await self.app(scope, receive, send)

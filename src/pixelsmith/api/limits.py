@@ -8,12 +8,12 @@ with Retry-After; nothing has run, so the official clients' automatic retries ar
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from pixelsmith.api.auth import API_KEY_IDENTITY
 from pixelsmith.api.responses import JSONResponse
 from pixelsmith.errors import RateLimitError
 
@@ -35,6 +35,7 @@ class KeyLimiter:
         self.per_minute = per_minute
         self.max_concurrent = max_concurrent
         self._buckets: dict[str, _Bucket] = {}
+        self._pruned = time.monotonic()
 
     @property
     def enabled(self) -> bool:
@@ -67,11 +68,13 @@ class KeyLimiter:
         bucket.in_flight += 1
 
     def release(self, client: str) -> None:
-        bucket = self._buckets[client]
-        bucket.in_flight -= 1
-        # Forget idle clients whose bucket is full again, so the table does not grow forever.
-        if bucket.in_flight == 0 and len(self._buckets) > 10_000:
-            self._prune(time.monotonic())
+        self._buckets[client].in_flight -= 1
+        # Forget idle clients whose bucket is full again, so the table does not grow forever;
+        # at most once a minute, so a large table is not scanned on every request.
+        now = time.monotonic()
+        if now - self._pruned > 60:
+            self._pruned = now
+            self._prune(now)
 
     def _prune(self, now: float) -> None:
         rate = self.per_minute / 60.0
@@ -83,21 +86,20 @@ class KeyLimiter:
                 del self._buckets[client]
 
 
-def client_identity(scope: Scope) -> str:
-    """The bearer token (hashed: no key is kept in memory in the clear longer than needed),
-    or the client's address when there is none."""
-    for name, value in scope.get("headers", []):
-        if name == b"authorization":
-            scheme, _, token = value.partition(b" ")
-            if scheme.lower() == b"bearer" and token.strip():
-                return "key:" + hashlib.sha256(token.strip()).hexdigest()[:32]
+def client_identity(scope: Scope, *, by_key: bool) -> str:
+    """The API key that authentication accepted (as a hash), or the client's address when any
+    key is accepted: then a client could pick a new bearer for every request."""
+    if by_key:
+        identity = scope.get("state", {}).get(API_KEY_IDENTITY)
+        if identity:
+            return str(identity)
     client = scope.get("client")
     return f"addr:{client[0]}" if client else "addr:unknown"
 
 
 class KeyLimitMiddleware:
     """Applies a KeyLimiter to the generating endpoints. With API keys configured, it runs
-    after authentication, so only valid keys get buckets."""
+    after authentication and counts the key that authentication accepted."""
 
     def __init__(self, app: ASGIApp, limiter: KeyLimiter, *, by_key: bool) -> None:
         self.app = app
@@ -113,11 +115,7 @@ class KeyLimitMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        if self.by_key:
-            client = client_identity(scope)
-        else:  # any bearer is accepted, so a client could pick a new one per request
-            address = scope.get("client")
-            client = f"addr:{address[0]}" if address else "addr:unknown"
+        client = client_identity(scope, by_key=self.by_key)
         try:
             self.limiter.acquire(client)
         except RateLimitError as exc:

@@ -590,8 +590,13 @@ class ImageService:
         events: asyncio.Queue[tuple[int, list[Image.Image]] | None] = asyncio.Queue()
         cancelled = cancelled or threading.Event()
 
+        sent = [-1]
+
         def on_preview(index: int, images: list[Image.Image]) -> None:  # worker thread
-            loop.call_soon_threadsafe(events.put_nowait, (index, images))
+            # A batch that fails is run again job by job, and sends its previews again.
+            if index > sent[0]:
+                sent[0] = index
+                loop.call_soon_threadsafe(events.put_nowait, (index, images))
 
         job = replace(
             prepared.job,

@@ -110,8 +110,11 @@ class LoadedPipeline:
         """Run jobs with one batch key in one pipeline call; each gets exactly its own images."""
         started = time.perf_counter()
         first = jobs[0]
-        if len(jobs) > 1 and any(self.batch_key(job) != self.batch_key(first) for job in jobs):
-            raise ValueError("jobs in one batch must share a batch key")
+        if len(jobs) > 1 and (
+            self.batch_key(first) is None
+            or any(self.batch_key(job) != self.batch_key(first) for job in jobs)
+        ):
+            raise ValueError("jobs in one batch must share a batch key (not None)")
         counts = [job.num_images for job in jobs]
         arguments: dict[str, Any] = {
             "prompt": [job.prompt for job in jobs for _ in job.seeds],
@@ -298,7 +301,7 @@ def load_pipeline(
         logger.info(
             "building %s with random weights on %s (%s)", spec.id, device, dtype_name(dtype)
         )
-        pipeline = build_architecture(spec.source, dtype).to(device)
+        pipeline = build_architecture(spec.source, dtype, device)
         return _finish_loading(spec, pipeline, device, dtype, started, show_progress, True, speed)
     location: str | Path
     if spec.source == "tiny":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pixelsmith.engine.presets import preset_for
+from pixelsmith.engine.presets import SizeRules, preset_for, resolve_source
 from pixelsmith.errors import ModelNotFoundError
 from pixelsmith.settings import ModelConfig, QualitySteps, check_size_string
 
@@ -36,21 +36,26 @@ class ModelSpec:
     license: str
     preview_decoder: str | None = None
     tiny_vae: str | None = None
+    family: str = "unknown"
+    preset: str = "generic"
+    # Beyond `sizes`, any WIDTHxHEIGHT these rules allow; None: only `sizes`.
+    size_rules: SizeRules | None = None
+    scheduler: tuple[str, tuple[tuple[str, object], ...]] | None = None
 
     @classmethod
     def from_config(
         cls, config: ModelConfig, *, aliases: tuple[str, ...], device: str, dtype: str
     ) -> ModelSpec:
-        preset = preset_for(config.source)
+        preset = preset_for(config.source, config.preset)
         sizes = tuple(config.sizes) if config.sizes else preset.sizes
-        default_size = config.default_size or preset.default_size
+        default_size = config.default_size or preset.native_size
         if default_size not in sizes:
             sizes = (default_size, *sizes)
         for size in sizes:
             check_size_string(size)
         return cls(
             id=config.model_id,
-            source=config.source,
+            source=resolve_source(config.source),
             aliases=aliases,
             revision=config.revision,
             variant=config.variant,
@@ -70,6 +75,11 @@ class ModelSpec:
             license=config.license or preset.license,
             preview_decoder=config.preview_decoder,
             tiny_vae=config.tiny_vae,
+            family=preset.family,
+            preset=preset.name,
+            # A model's own list of sizes is the whole list; otherwise the family's rules.
+            size_rules=None if config.sizes else preset.size_rules,
+            scheduler=preset.scheduler,
         )
 
 

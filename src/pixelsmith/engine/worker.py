@@ -59,7 +59,8 @@ class PipelineWorker:
         # Jobs waiting whose callers still want them: a job cancelled while queued frees its
         # place at once, not when the consumer reaches and skips it.
         self._waiting = 0
-        self._busy = False  # a batch is running
+        self._busy = False  # a batch is being gathered or run
+        self._closing = False  # stop() has begun: no new jobs
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pixelsmith-{name}")
         self._consumer: asyncio.Task[None] | None = None
         # Running mean of seconds per job, for a useful Retry-After when the queue is full.
@@ -77,7 +78,7 @@ class PipelineWorker:
     def enqueue(self, job: GenerationJob) -> asyncio.Future[GenerationOutput]:
         """Queue `job` now (or raise RateLimitError) and return the future of its output, so a
         caller can refuse a request before it has answered anything (streams)."""
-        if self._consumer is None or self._consumer.done():
+        if self._consumer is None or self._consumer.done() or self._closing:
             raise ServiceUnavailableError(f"model {self.name} is not running", should_retry=False)
         if self._waiting >= self._max_waiting:
             wait = self._mean_seconds * (self._waiting + 1)
@@ -128,15 +129,19 @@ class PipelineWorker:
         self._pending = kept
         return images
 
-    async def _next_batch(self) -> list[_Pending]:
+    async def _wait_for_job(self) -> _Pending:
         while (first := self._pop_live()) is None:
             self._arrived.clear()
             await self._arrived.wait()
-        self._busy = True  # from here the batch is out of the queue: stop() must wait for it
-        batch = [first]
+        return first
+
+    async def _gather(self, batch: list[_Pending]) -> None:
+        """Add waiting jobs that can share the call of `batch[0]`, waiting up to batch_timeout
+        for more. Jobs cancelled meanwhile are dropped from the batch."""
+        first = batch[0]
         key = self._batch_key(first.job)
         if key is None or first.job.num_images >= self._max_batch_size:
-            return batch
+            return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._batch_timeout
         while self._take_compatible(batch, key) < self._max_batch_size:
@@ -146,14 +151,22 @@ class PipelineWorker:
             self._arrived.clear()
             try:
                 await asyncio.wait_for(self._arrived.wait(), remaining)
-            except TimeoutError:
+            except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
                 break
-        return batch
+            batch[:] = [pending for pending in batch if not pending.future.done()]
+            if not batch:
+                return
 
     async def _consume(self) -> None:
         while True:
-            batch = await self._next_batch()
+            first = await self._wait_for_job()
+            self._busy = True  # from here jobs are out of the queue: stop() must wait for them
+            batch = [first]
             try:
+                await self._gather(batch)
+                batch = [pending for pending in batch if not pending.future.done()]
+                if not batch:
+                    continue
                 for pending in batch:
                     self._stop_waiting(pending)
                 await self._run(batch)
@@ -221,7 +234,8 @@ class PipelineWorker:
         return failure
 
     async def stop(self) -> None:
-        """Finish the queued jobs (drain), then stop the thread."""
+        """Refuse new jobs, finish the queued and running ones (drain), then stop the thread."""
+        self._closing = True
         if self._consumer is not None:
             while not self.idle and not self._consumer.done():
                 await asyncio.sleep(0.01)
@@ -231,4 +245,10 @@ class PipelineWorker:
             except asyncio.CancelledError:
                 pass
             self._consumer = None
+        for pending in self._pending:  # only if the consumer died: nobody is left to run them
+            if not pending.future.done():
+                pending.future.set_exception(
+                    ServiceUnavailableError(f"model {self.name} stopped", should_retry=False)
+                )
+        self._pending.clear()
         self._executor.shutdown(wait=True)
