@@ -84,7 +84,7 @@ def test_generate_reports_bad_parameters(cache_dir: Path, tmp_path: Path):
         cache_dir=cache_dir,
     )
     assert result.returncode == 1
-    assert "size must be" in result.stderr and "999x999" in result.stderr
+    assert "999x999" in result.stderr and "multiples of 8" in result.stderr
 
 
 def test_models_lists_presets(cache_dir: Path):

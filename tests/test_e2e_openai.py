@@ -193,7 +193,9 @@ def test_extensions_change_the_work_done(client):
 @pytest.mark.parametrize(
     ("arguments", "param"),
     [
-        ({"size": "1000x1000"}, "size"),
+        ({"size": "1001x1000"}, "size"),  # not a multiple of 8
+        ({"size": "2048x512"}, "size"),  # wider than 3:1
+        ({"size": "4096x4096"}, "size"),  # above the family's largest side
         ({"size": "big"}, "size"),
         ({"n": 0}, "n"),
         ({"n": 11}, "n"),
@@ -374,3 +376,12 @@ def test_expired_images_are_swept_and_their_urls_refused(
         expired = httpx.get(url)
         assert expired.status_code == 403
         assert expired.json()["error"]["code"] == "url_expired"
+
+
+def test_any_size_the_family_allows_is_made_and_reported(client):
+    response = client.images.generate(prompt="a cat", size="320x192")  # type: ignore[arg-type]
+    assert response.size == "320x192"
+    image = Image.open(io.BytesIO(base64.b64decode(response.data[0].b64_json)))
+    assert image.size == (320, 192)
+    auto = client.images.generate(prompt="a cat", size="auto")
+    assert auto.size == "256x256"  # the tiny model's native size

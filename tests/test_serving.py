@@ -74,8 +74,9 @@ def test_extensions_override_presets(service):
 @pytest.mark.parametrize(
     ("fields", "param"),
     [
-        ({"size": "1000x1000"}, "size"),
+        ({"size": "1000x1004"}, "size"),
         ({"size": "1024*1024"}, "size"),
+        ({"model": "dall-e-2", "size": "1000x1000"}, "size"),  # dall-e-2 keeps its list
         ({"model": "dall-e-3", "n": 2}, "n"),
         ({"model": "dall-e-3", "size": "auto"}, "size"),
         ({"prompt": "   "}, "prompt"),
@@ -93,12 +94,15 @@ def test_rejections_name_the_parameter(service, fields, param):
     assert error.value.status_code == 400
 
 
-def test_size_message_lists_allowed_values(service):
+def test_size_message_lists_allowed_values_and_the_family_rule(service):
     with pytest.raises(InvalidRequestError) as error:
-        prepare(service, model="gpt-image-1", size="1000x1000")
+        prepare(service, model="gpt-image-1", size="1000x1004")
     message = error.value.message
     assert "'1024x1024'" in message and "'auto'" in message and "gpt-image-1" in message
-    assert "1000x1000" in message
+    assert "1000x1004" in message and "multiples of 8" in message
+    with pytest.raises(InvalidRequestError, match="aspect ratio"):
+        prepare(service, size="1536x256")
+    assert prepare(service, size="1000x1000").size == "1000x1000"
 
 
 def test_unknown_model(service):

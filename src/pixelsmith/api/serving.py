@@ -38,7 +38,7 @@ from pixelsmith.errors import (
 )
 from pixelsmith.imaging import OutputFormat, encode_image
 from pixelsmith.moderation import ModerationLevel, Moderator, Verdict
-from pixelsmith.settings import check_size_string
+from pixelsmith.settings import SIZE_PATTERN, check_size_string
 from pixelsmith.storage import ImageStore
 
 logger = logging.getLogger(__name__)
@@ -249,13 +249,25 @@ class ImageService:
     ) -> str:
         allowed = list(rules.sizes) if rules.sizes is not None else [*spec.sizes, "auto"]
         size = requested if requested is not None else rules.default_size
+        # Beyond its list, a model whose family allows it takes any size within its rules
+        # (the OpenAI names with fixed lists, dall-e-2 and dall-e-3, keep their lists).
+        family_rules = spec.size_rules if rules.sizes is None else None
         if size not in allowed:
-            try:
-                check_size_string(size)
-            except ValueError:
+            match = SIZE_PATTERN.match(size)
+            if match is None:
                 problem = "size must be WIDTHxHEIGHT (e.g. 1024x1024) and one of"
             else:
                 problem = "size must be one of"
+                if family_rules is not None:
+                    why = family_rules.problem(int(match.group(1)), int(match.group(2)))
+                    if why is None:
+                        return size
+                    raise InvalidRequestError(
+                        f"size '{size}' is not possible for model {model_name}: {why}. Sizes "
+                        f"{_one_of(allowed)} always work.",
+                        param="size",
+                        code="invalid_value",
+                    )
             raise InvalidRequestError(
                 f"{problem} {_one_of(allowed)} for model {model_name}; got '{size}'.",
                 param="size",

@@ -294,7 +294,13 @@ def load_pipeline(
         device = resolve_device(spec.device)
     except ValueError as exc:
         raise ModelLoadError(f"Could not load model {spec.id!r}: {exc}.") from exc
-    dtype = resolve_dtype(spec.dtype, device)
+    requested = spec.dtype
+    if requested == "auto" and device.type == "cuda" and spec.gpu_dtype in ("float16", "bfloat16"):
+        # The family's known-good precision (FLUX's T5 overflows in float16, for one), unless
+        # the GPU cannot do bfloat16.
+        if spec.gpu_dtype == "float16" or torch.cuda.is_bf16_supported():
+            requested = spec.gpu_dtype
+    dtype = resolve_dtype(requested, device)
 
     started = time.perf_counter()
     if is_architecture(spec.source):

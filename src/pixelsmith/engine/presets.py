@@ -52,19 +52,11 @@ class ModelPreset:
     steps: QualitySteps
     guidance_scale: float
     license: str
-    dtype: str = "auto"  # what to run it in on a GPU
-    memory: str = ""
-    # The scheduler the checkpoint is used with, when it is not the one the repo ships
-    # (class name and options passed to its from_config); None: the repo's own.
-    scheduler: tuple[str, tuple[tuple[str, object], ...]] | None = None
+    # The scheduler the checkpoint ships with and is used with (pixelsmith keeps it).
+    scheduler: str
+    dtype: str  # what it runs in on a GPU when dtype is auto; CPUs always use float32
+    memory: str
     size_rules: SizeRules = SizeRules()
-
-    @property
-    def scheduler_text(self) -> str:
-        if self.scheduler is None:
-            return "the checkpoint's own"
-        name, options = self.scheduler
-        return name + "".join(f", {key}={value}" for key, value in options)
 
 
 def _sizes(native: str, *more: str) -> tuple[str, ...]:
@@ -84,6 +76,9 @@ GENERIC_PRESET = ModelPreset(
     steps=QualitySteps(low=15, medium=25, high=40),
     guidance_scale=7.0,
     license="see the model card",
+    scheduler="the checkpoint's own",
+    dtype="auto",
+    memory="see the model card",
     size_rules=DIT,  # the strictest family rules: safe for any diffusers pipeline
 )
 
@@ -92,6 +87,7 @@ PRESETS: dict[str, ModelPreset] = {
     for preset in (
         ModelPreset(
             name="sd-turbo",
+            scheduler="EulerDiscreteScheduler, trailing timesteps",
             source="stabilityai/sd-turbo",
             family="stable-diffusion",
             native_size="512x512",
@@ -105,6 +101,7 @@ PRESETS: dict[str, ModelPreset] = {
         ),
         ModelPreset(
             name="sd-1.5",
+            scheduler="PNDMScheduler",
             source="stable-diffusion-v1-5/stable-diffusion-v1-5",
             family="stable-diffusion",
             native_size="512x512",
@@ -118,6 +115,7 @@ PRESETS: dict[str, ModelPreset] = {
         ),
         ModelPreset(
             name="sdxl",
+            scheduler="EulerDiscreteScheduler",
             source="stabilityai/stable-diffusion-xl-base-1.0",
             family="stable-diffusion-xl",
             native_size="1024x1024",
@@ -131,6 +129,7 @@ PRESETS: dict[str, ModelPreset] = {
         ),
         ModelPreset(
             name="sdxl-turbo",
+            scheduler="EulerAncestralDiscreteScheduler, trailing timesteps",
             source="stabilityai/sdxl-turbo",
             family="stable-diffusion-xl",
             native_size="512x512",
@@ -144,6 +143,7 @@ PRESETS: dict[str, ModelPreset] = {
         ),
         ModelPreset(
             name="sd3.5-medium",
+            scheduler="FlowMatchEulerDiscreteScheduler, shift 3.0",
             source="stabilityai/stable-diffusion-3.5-medium",
             family="stable-diffusion-3",
             native_size="1024x1024",
@@ -158,6 +158,7 @@ PRESETS: dict[str, ModelPreset] = {
         ),
         ModelPreset(
             name="sd3.5-large-turbo",
+            scheduler="FlowMatchEulerDiscreteScheduler, shift 3.0",
             source="stabilityai/stable-diffusion-3.5-large-turbo",
             family="stable-diffusion-3",
             native_size="1024x1024",
@@ -171,6 +172,7 @@ PRESETS: dict[str, ModelPreset] = {
         ),
         ModelPreset(
             name="flux-schnell",
+            scheduler="FlowMatchEulerDiscreteScheduler, shift 1.0",
             source="black-forest-labs/FLUX.1-schnell",
             family="flux",
             native_size="1024x1024",
@@ -185,6 +187,7 @@ PRESETS: dict[str, ModelPreset] = {
         ),
         ModelPreset(
             name="flux-dev",
+            scheduler="FlowMatchEulerDiscreteScheduler, resolution-dependent shift",
             source="black-forest-labs/FLUX.1-dev",
             family="flux",
             native_size="1024x1024",
@@ -198,6 +201,7 @@ PRESETS: dict[str, ModelPreset] = {
         ),
         ModelPreset(
             name="flux-kontext",
+            scheduler="FlowMatchEulerDiscreteScheduler, resolution-dependent shift",
             source="black-forest-labs/FLUX.1-Kontext-dev",
             family="flux",
             native_size="1024x1024",
@@ -211,6 +215,7 @@ PRESETS: dict[str, ModelPreset] = {
         ),
         ModelPreset(
             name="pixart-sigma",
+            scheduler="DPMSolverMultistepScheduler",
             source="PixArt-alpha/PixArt-Sigma-XL-2-1024-MS",
             family="pixart-sigma",
             native_size="1024x1024",
@@ -226,6 +231,7 @@ PRESETS: dict[str, ModelPreset] = {
         # tests and demos fast on a CPU.
         ModelPreset(
             name="tiny",
+            scheduler="EulerDiscreteScheduler, trailing timesteps",
             source="tiny",
             family="stable-diffusion",
             native_size="256x256",

@@ -40,7 +40,7 @@ class ModelSpec:
     preset: str = "generic"
     # Beyond `sizes`, any WIDTHxHEIGHT these rules allow; None: only `sizes`.
     size_rules: SizeRules | None = None
-    scheduler: tuple[str, tuple[tuple[str, object], ...]] | None = None
+    gpu_dtype: str = "auto"  # the preset's dtype, used on GPUs when dtype is auto
 
     @classmethod
     def from_config(
@@ -79,7 +79,7 @@ class ModelSpec:
             preset=preset.name,
             # A model's own list of sizes is the whole list; otherwise the family's rules.
             size_rules=None if config.sizes else preset.size_rules,
-            scheduler=preset.scheduler,
+            gpu_dtype=preset.dtype,
         )
 
 
