@@ -101,8 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--json", action="store_true", help="Print a JSON summary.")
     add_settings_flags(generate)
 
-    models = commands.add_parser("models", help="List the configured models.")
+    models = commands.add_parser("models", help="List the configured models, or the presets.")
     models.add_argument("--json", action="store_true", help="Print JSON.")
+    models.add_argument("--presets", action="store_true", help="List the built-in presets instead.")
     add_settings_flags(models)
     return parser
 
@@ -111,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = settings_from_args(args)
+        from pixelsmith.engine import ModelRegistry
+
+        # Model names and presets are checked now, before anything is loaded.
+        ModelRegistry(settings.model_configs(), device=settings.device, dtype=settings.dtype)
     except (ValidationError, FileNotFoundError, ValueError) as exc:
         print(f"pixelsmith: invalid settings: {exc}", file=sys.stderr)
         return 2
@@ -212,14 +217,55 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _presets(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from pixelsmith.engine.presets import PRESETS
+
+    rows: list[dict[str, Any]] = [
+        {
+            "name": preset.name,
+            "source": preset.source,
+            "family": preset.family,
+            "native_size": preset.native_size,
+            "sizes": list(preset.sizes),
+            "size_rules": asdict(preset.size_rules),
+            "steps": preset.steps.model_dump(),
+            "guidance_scale": preset.guidance_scale,
+            "scheduler": preset.scheduler,
+            "dtype": preset.dtype,
+            "memory": preset.memory,
+            "license": preset.license,
+        }
+        for preset in PRESETS.values()
+    ]
+    if args.json:
+        print(json.dumps({"presets": rows}, indent=2))
+        return 0
+    for row in rows:
+        steps, rules = row["steps"], row["size_rules"]
+        print(f"{row['name']}  ({row['source']}; {row['family']})")
+        print(f"  size: {row['native_size']} native; any multiple of {rules['multiple']} "
+              f"from {rules['min_side']} to {rules['max_side']}, "
+              f"aspect up to {rules['max_aspect']:g}:1")  # fmt: skip
+        print(f"  steps: low {steps['low']}, medium {steps['medium']}, high {steps['high']}; "
+              f"guidance {row['guidance_scale']}; scheduler: {row['scheduler']}")  # fmt: skip
+        print(f"  dtype on GPUs: {row['dtype']}; memory: {row['memory']}")
+        print(f"  licence: {row['license']}")
+    return 0
+
+
 def _models(args: argparse.Namespace, settings: Settings) -> int:
     from pixelsmith.engine import ModelRegistry
 
+    if args.presets:
+        return _presets(args)
     registry = ModelRegistry(settings.model_configs(), device=settings.device, dtype=settings.dtype)
     rows: list[dict[str, Any]] = [
         {
             "id": spec.id,
             "source": spec.source,
+            "preset": spec.preset,
             "aliases": list(spec.aliases),
             "default_size": spec.default_size,
             "sizes": list(spec.sizes),
@@ -233,7 +279,8 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps({"models": rows}, indent=2))
         return 0
     for row in rows:
-        print(f"{row['id']}  (source: {row['source']}; licence: {row['license']})")
+        print(f"{row['id']}  (source: {row['source']}; preset: {row['preset']}; "
+              f"licence: {row['license']})")  # fmt: skip
         print(f"  answers to: {', '.join(row['aliases']) or '-'}")
         print(f"  sizes: {', '.join(row['sizes'])} (auto = {row['default_size']})")
         steps = row["steps"]

@@ -137,6 +137,9 @@ class LoadedPipeline:
             arguments["max_area"] = first.width * first.height
         if "_auto_resize" in self.call_parameters:
             arguments["_auto_resize"] = False
+        if "clean_caption" in self.call_parameters:
+            # PixArt's caption cleaning needs beautifulsoup4 and ftfy, and only strips markup.
+            arguments["clean_caption"] = False
         if first.kind != "text-to-image" and self.edits_by_instruction:
             return [self._run_instruction_edit(first, arguments, started)]
         if first.kind != "text-to-image":
@@ -191,9 +194,10 @@ class LoadedPipeline:
         early only when every one of its callers has gone."""
         first = jobs[0]
         watching = all(job.cancelled is not None for job in jobs)
-        if not (first.partial_images or watching) or "callback_on_step_end" not in (
-            _call_parameters(type(pipeline))
-        ):
+        parameters = _call_parameters(type(pipeline))
+        if not (first.partial_images or watching):
+            return
+        if "callback_on_step_end" not in parameters and "callback" not in parameters:
             return
         counts = [job.num_images for job in jobs]
         chosen: list[tuple[int, ...]] = []
@@ -226,7 +230,13 @@ class LoadedPipeline:
                         job.on_preview(index, images)
             return {}
 
-        arguments["callback_on_step_end"] = on_step_end
+        if "callback_on_step_end" in parameters:
+            arguments["callback_on_step_end"] = on_step_end
+        else:  # older pipelines (PixArt): callback(step, timestep, latents) every n steps
+            arguments["callback_steps"] = 1
+            arguments["callback"] = lambda step, timestep, latents: on_step_end(
+                pipeline, step, timestep, {"latents": latents}
+            )
 
     def _run_instruction_edit(
         self, job: GenerationJob, arguments: dict[str, Any], started: float

@@ -96,7 +96,7 @@ PRESETS: dict[str, ModelPreset] = {
             guidance_scale=0.0,  # distilled without classifier-free guidance
             license="Stability AI Community License (free below USD 1M annual revenue)",
             dtype="float16",
-            memory="about 3 GB of GPU memory in float16; runs on a CPU (about 8 s a step)",
+            memory="about 3 GB of GPU memory in float16; on two CPU cores about 6 s a step",
             size_rules=SD,
         ),
         ModelPreset(
