@@ -121,3 +121,14 @@ def test_models_endpoint_and_presets_know_every_family(family_client):
     listed = {model.id for model in family_client.models.list().data}
     assert set(FAMILIES) <= listed
     assert {preset for preset, _ in FAMILIES.values()} <= set(PRESETS)
+
+
+def test_every_preset_and_architecture_model_is_documented():
+    from pixelsmith.engine.architectures import architecture_names
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "models.md").read_text()
+    for preset in PRESETS.values():
+        assert f"`{preset.name}`" in text and f"`{preset.source}`" in text, preset.name
+        assert preset.license in text, preset.name
+    for name in architecture_names():
+        assert f"`{name}`" in text, name
