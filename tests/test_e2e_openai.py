@@ -204,7 +204,8 @@ def test_extensions_change_the_work_done(client):
         ({"output_format": "gif"}, "output_format"),
         ({"output_compression": 101, "output_format": "jpeg"}, "output_compression"),
         ({"output_compression": 50}, "output_compression"),  # png is lossless
-        ({"background": "transparent"}, "background"),
+        ({"background": "transparent", "output_format": "jpeg"}, "background"),
+        ({"background": "transparent", "model": "dall-e-3"}, "background"),
         ({"background": "glass"}, "background"),
         ({"moderation": "off"}, "moderation"),
         ({"response_format": "jpeg"}, "response_format"),
@@ -385,3 +386,28 @@ def test_any_size_the_family_allows_is_made_and_reported(client):
     assert image.size == (320, 192)
     auto = client.images.generate(prompt="a cat", size="auto")
     assert auto.size == "256x256"  # the tiny model's native size
+
+
+@pytest.mark.parametrize("output_format", ["png", "webp"])
+def test_transparent_background_returns_a_real_alpha_channel(client, output_format):
+    response = client.images.generate(
+        prompt="a red apple",
+        size="128x128",
+        background="transparent",
+        output_format=output_format,
+    )
+    assert response.background == "transparent"
+    assert response.output_format == output_format
+    image = Image.open(io.BytesIO(base64.b64decode(response.data[0].b64_json)))
+    assert image.mode == "RGBA" and image.size == (128, 128)
+    alpha = np.asarray(image)[..., 3]
+    assert alpha.min() < 255  # matted: not an opaque image with an alpha channel bolted on
+    events = list(
+        client.images.generate(
+            prompt="a red apple", size="128x128", background="transparent", stream=True,
+            partial_images=1, extra_body={"num_inference_steps": 3},
+        )
+    )  # fmt: skip
+    assert [event.background for event in events] == ["transparent"] * 2
+    for event in events:
+        assert Image.open(io.BytesIO(base64.b64decode(event.b64_json))).mode == "RGBA"

@@ -82,7 +82,7 @@ def test_extensions_override_presets(service):
         ({"prompt": "   "}, "prompt"),
         ({"model": "dall-e-3", "prompt": "x" * 4001}, "prompt"),
         ({"output_format": "png", "output_compression": 10}, "output_compression"),
-        ({"background": "transparent"}, "background"),
+        ({"background": "transparent", "output_format": "jpeg"}, "background"),
         ({"stream": True, "response_format": "url"}, "response_format"),
         ({"num_inference_steps": 151}, "num_inference_steps"),
     ],

@@ -21,6 +21,7 @@ from pixelsmith.api.limits import KeyLimiter, KeyLimitMiddleware
 from pixelsmith.api.middleware import RequestContextMiddleware
 from pixelsmith.api.serving import ImageService
 from pixelsmith.engine import Engine
+from pixelsmith.matting import build_matting
 from pixelsmith.moderation import Moderator, build_moderator
 from pixelsmith.settings import Settings, load_settings
 from pixelsmith.storage import ImageStore, LocalImageStore
@@ -77,7 +78,12 @@ def create_app(
         the_moderator = moderator
         if the_moderator is None:
             the_moderator = await asyncio.to_thread(build_moderator, settings)
-        app.state.image_service = ImageService(the_engine, app.state.image_store, the_moderator)
+        matting = await asyncio.to_thread(
+            build_matting, settings.matting_model, offline=settings.offline
+        )
+        app.state.image_service = ImageService(
+            the_engine, app.state.image_store, the_moderator, matting
+        )
         app.state.moderator = the_moderator
         await the_engine.start()
         if not app.state.api_keys.enabled and not is_loopback(settings.host):

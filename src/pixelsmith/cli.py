@@ -160,6 +160,7 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
     from pixelsmith.api.serving import ImageService
     from pixelsmith.app import build_store
     from pixelsmith.engine import Engine
+    from pixelsmith.matting import build_matting
     from pixelsmith.moderation import build_moderator
 
     output = Path(args.output)
@@ -204,7 +205,8 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         engine.load()
-        service = ImageService(engine, build_store(settings), build_moderator(settings))
+        matting = build_matting(settings.matting_model, offline=settings.offline)
+        service = ImageService(engine, build_store(settings), build_moderator(settings), matting)
         written = asyncio.run(run(service))
     except APIError as exc:
         print(f"pixelsmith: {exc.message}", file=sys.stderr)

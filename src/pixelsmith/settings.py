@@ -248,6 +248,13 @@ class Settings(BaseSettings):
         "convolution kernels on recent GPUs (and some CPUs) run faster.",
     )
 
+    matting_model: str | None = Field(
+        default=None,
+        description="A transformers image-segmentation model (local path or hub id) that cuts "
+        "out subjects for background=transparent. Default: the model is asked for a plain "
+        "chroma-key backdrop, which is keyed out; no download.",
+    )
+
     # --- Per-key limits ---------------------------------------------------------------------
     rate_limit_per_minute: int = Field(
         default=0,

@@ -37,6 +37,7 @@ from pixelsmith.errors import (
     reject_unpaired_surrogates,
 )
 from pixelsmith.imaging import OutputFormat, encode_image
+from pixelsmith.matting import KeyedBackgroundMatting, Matting
 from pixelsmith.moderation import ModerationLevel, Moderator, Verdict
 from pixelsmith.settings import SIZE_PATTERN, check_size_string
 from pixelsmith.storage import ImageStore
@@ -62,6 +63,11 @@ class PreparedGeneration:
     # An edit's input alpha channel, put back on outputs in formats that keep alpha.
     keep_alpha: Image.Image | None = None
     partial_images: int = 0  # previews per image when streamed
+    transparent: bool = False  # background="transparent": outputs are matted to RGBA
+
+    @property
+    def background(self) -> str:
+        return "transparent" if self.transparent or self.keep_alpha is not None else "opaque"
 
 
 @dataclass(frozen=True)
@@ -106,10 +112,17 @@ def _one_of(values: tuple[str, ...] | list[str]) -> str:
 class ImageService:
     """Validates generation requests against the model they name, runs them, encodes results."""
 
-    def __init__(self, engine: Engine, store: ImageStore, moderator: Moderator) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        store: ImageStore,
+        moderator: Moderator,
+        matting: Matting | None = None,
+    ) -> None:
         self.engine = engine
         self.store = store
         self.moderator = moderator
+        self.matting: Matting = matting or KeyedBackgroundMatting()
 
     # --- validation --------------------------------------------------------------------------
 
@@ -174,12 +187,19 @@ class ImageService:
                 code="invalid_value",
             )
 
-        if request.background == "transparent":
+        transparent = request.background == "transparent"
+        if transparent and rules.family in ("dall-e-2", "dall-e-3"):
             raise InvalidRequestError(
-                f"background 'transparent' is not supported by model {model_name} yet; use "
-                "'opaque' or 'auto'.",
+                f"background is only supported for GPT image models, not {model_name}.",
                 param="background",
-                code="unsupported_value",
+                code="unsupported_parameter",
+            )
+        if transparent and output_format == "jpeg":
+            raise InvalidRequestError(
+                "background 'transparent' requires output_format 'png' or 'webp'; JPEG has no "
+                "alpha channel.",
+                param="background",
+                code="invalid_value",
             )
         if request.stream and request.response_format == "url":
             raise InvalidRequestError(
@@ -216,10 +236,13 @@ class ImageService:
         first_seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
         seeds = tuple((first_seed + index) % (MAX_SEED + 1) for index in range(n))
 
+        model_prompt = revised_prompt or prompt
+        if transparent:  # ask for a backdrop the matting can take out
+            model_prompt += self.matting.prompt_suffix
         return PreparedGeneration(
             spec=spec,
             job=GenerationJob(
-                prompt=revised_prompt or prompt,
+                prompt=model_prompt,
                 negative_prompt=request.negative_prompt,
                 width=width,
                 height=height,
@@ -237,6 +260,7 @@ class ImageService:
             response_format=request.response_format or rules.default_response_format,
             revised_prompt=revised_prompt,
             partial_images=request.partial_images or 0,
+            transparent=transparent,
         )
 
     @staticmethod
@@ -347,7 +371,9 @@ class ImageService:
         )
         verdict = self.moderator.check_images(images, level, prompt_verdict)
         self._blocked(verdict, prepared, request_id)
-        if prepared.keep_alpha is not None and prepared.output_format != "jpeg":
+        if prepared.transparent:
+            images = [self.matting.matte(image) for image in images]
+        elif prepared.keep_alpha is not None and prepared.output_format != "jpeg":
             images = [image.convert("RGB") for image in images]
             for image in images:
                 image.putalpha(prepared.keep_alpha)
@@ -569,7 +595,7 @@ class ImageService:
         return ImagesResponse(
             created=int(time.time()),
             data=data,
-            background="transparent" if prepared.keep_alpha is not None else "opaque",
+            background=prepared.background,  # type: ignore[arg-type]
             output_format=prepared.output_format,
             quality=prepared.quality_tier,  # type: ignore[arg-type]
             size=prepared.size,
@@ -641,7 +667,7 @@ class ImageService:
             "created_at": int(time.time()),
             "size": prepared.size,
             "quality": prepared.quality_tier,
-            "background": "transparent" if prepared.keep_alpha is not None else "opaque",
+            "background": prepared.background,
             "output_format": prepared.output_format,
         }
         try:
