@@ -411,3 +411,15 @@ def test_transparent_background_returns_a_real_alpha_channel(client, output_form
     assert [event.background for event in events] == ["transparent"] * 2
     for event in events:
         assert Image.open(io.BytesIO(base64.b64decode(event.b64_json))).mode == "RGBA"
+
+
+def test_a_prompt_longer_than_the_encoder_reads_is_cut_visibly(client):
+    long_prompt = "a lighthouse on a cliff at dusk with crashing waves " * 4  # > 77 tokens
+    response = client.images.generate(prompt=long_prompt, size="64x64")
+    used = response.data[0].revised_prompt
+    assert used is not None and 0 < len(used) < len(long_prompt)
+    assert long_prompt.startswith(used)  # the text itself, cut where the window ends
+    assert response.usage.input_tokens == 77  # CLIP's whole window: what the model read
+    short = client.images.generate(prompt="a lighthouse", size="64x64")
+    assert short.data[0].revised_prompt is None
+    assert short.usage.input_tokens == len("alighthouse") + 2

@@ -132,3 +132,19 @@ def test_every_preset_and_architecture_model_is_documented():
         assert preset.license in text, preset.name
     for name in architecture_names():
         assert f"`{name}`" in text, name
+
+
+def test_t5_models_read_long_prompts_up_to_their_sequence_length(family_client):
+    prompt = "a lighthouse " * 30  # 390 characters: within FLUX's 512 T5 tokens
+    response = family_client.images.generate(
+        model="flux-schnell", prompt=prompt, size="256x256",  # type: ignore[arg-type]
+        extra_body={"num_inference_steps": 1},
+    )  # fmt: skip
+    assert response.data[0].revised_prompt is None
+    longer = family_client.images.generate(
+        model="flux-schnell", prompt=prompt * 2, size="256x256",  # type: ignore[arg-type]
+        extra_body={"num_inference_steps": 1},
+    )  # fmt: skip
+    used = longer.data[0].revised_prompt
+    assert used is not None and len(used) < len(prompt * 2) and (prompt * 2).startswith(used)
+    assert longer.usage is not None and longer.usage.input_tokens == 512

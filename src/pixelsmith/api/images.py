@@ -130,8 +130,9 @@ async def create_image(body: CreateImageRequest, request: Request) -> Response:
     service: ImageService = request.app.state.image_service
     if body.stream:
         cancelled = threading.Event()
+        prepared = await asyncio.to_thread(service.prepare, body)
         events = await service.open_stream(
-            service.prepare(body),
+            prepared,
             [],
             request_id=request.state.request_id,
             user=body.user,

@@ -236,9 +236,15 @@ class ImageService:
         first_seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
         seeds = tuple((first_seed + index) % (MAX_SEED + 1) for index in range(n))
 
-        model_prompt = revised_prompt or prompt
-        if transparent:  # ask for a backdrop the matting can take out
-            model_prompt += self.matting.prompt_suffix
+        # The server's own addition: ask for a backdrop the matting can take out.
+        suffix = self.matting.prompt_suffix if transparent else ""
+        # A prompt longer than the text encoder reads is cut, and the response says what was
+        # used (revised_prompt), rather than letting the encoder drop the end silently.
+        wanted = revised_prompt or prompt
+        used, _ = self.engine.fit_prompt(spec, wanted, suffix)
+        if used != wanted:
+            revised_prompt = used
+        model_prompt = used + suffix
         return PreparedGeneration(
             spec=spec,
             job=GenerationJob(
@@ -385,7 +391,8 @@ class ImageService:
     async def create_image(
         self, request: CreateImageRequest, *, base_url: str, request_id: str
     ) -> ImagesResponse:
-        prepared = self.prepare(request)
+        # Tokenizing a long prompt takes a few milliseconds: not on the event loop.
+        prepared = await asyncio.to_thread(self.prepare, request)
         return await self._run(
             prepared, [], base_url=base_url, request_id=request_id, user=request.user
         )

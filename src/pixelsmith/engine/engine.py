@@ -85,6 +85,10 @@ class Engine:
         """Whether the model's pipeline takes `argument` (negative_prompt, ...)."""
         return self.pipeline(spec).accepts(argument)
 
+    def fit_prompt(self, spec: ModelSpec, text: str, suffix: str = "") -> tuple[str, int]:
+        """The part of `text` the model reads (room left for `suffix`), and its token count."""
+        return self.pipeline(spec).fit_prompt(text, suffix)
+
     def supports(self, spec: ModelSpec, kind: JobKind) -> bool:
         """Whether the model can run `kind` (image-to-image and inpaint come from the same
         weights through diffusers' from_pipe)."""

@@ -75,14 +75,54 @@ class LoadedPipeline:
             self._derived[kind] = derived
         return self._derived[kind]
 
-    def count_tokens(self, text: str) -> int:
-        """Prompt length in the model's own tokens (for `usage`), without truncation."""
-        tokenizer = getattr(self.pipeline, "tokenizer", None)
+    def _prompt_tokenizer(self) -> tuple[Any, int] | None:
+        """The tokenizer of the text encoder that carries the prompt, and how many tokens it
+        reads (its special tokens included). T5-conditioned pipelines (FLUX, SD3, PixArt) read
+        the prompt through T5 up to `max_sequence_length`; their CLIP encoder only adds a pooled
+        summary. CLIP-conditioned ones (SD, SDXL) read 77 tokens."""
+        pipeline = self.pipeline
+        tokenizers = [getattr(pipeline, name, None) for name in ("tokenizer_3", "tokenizer_2")]
+        tokenizers.append(getattr(pipeline, "tokenizer", None))
+        if "max_sequence_length" in self.call_parameters:
+            default = inspect.signature(type(pipeline).__call__).parameters["max_sequence_length"]
+            for tokenizer in tokenizers:
+                if tokenizer is not None and "T5" in type(tokenizer).__name__:
+                    return tokenizer, int(default.default)
+        tokenizer = getattr(pipeline, "tokenizer", None)
         if tokenizer is None:
-            return len(text.split())
-        # verbose=False: the prompt may be longer than the encoder's window; that is not an error
-        # here (the pipeline truncates), so do not let transformers log a warning for it.
-        return len(tokenizer(text, truncation=False, verbose=False)["input_ids"])
+            return None
+        return tokenizer, int(tokenizer.model_max_length)
+
+    def fit_prompt(self, text: str, suffix: str = "") -> tuple[str, int]:
+        """(the part of `text` the model reads, that part's token count with `suffix`). A
+        prompt longer than the text encoder's window is cut at a token boundary, leaving room
+        for `suffix` (the server's own additions), so that nothing is dropped silently."""
+        found = self._prompt_tokenizer()
+        if found is None:
+            return text, len((text + suffix).split())
+        tokenizer, window = found
+        # verbose=False: the prompt may be longer than the window; that is handled here.
+        ids = tokenizer(text + suffix, truncation=False, verbose=False)["input_ids"]
+        if len(ids) <= window:
+            return text, len(ids)
+        suffix_length = (
+            len(tokenizer(suffix, add_special_tokens=False)["input_ids"]) if suffix else 0
+        )
+        specials = len(tokenizer("", verbose=False)["input_ids"])
+        budget = max(1, window - specials - suffix_length)
+        try:  # cut the text itself where the last token that fits ends
+            encoded = tokenizer(
+                text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+            )
+            used = text[: encoded["offset_mapping"][budget - 1][1]].rstrip()
+        except (NotImplementedError, KeyError, IndexError, TypeError):  # no offsets: decode
+            content = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+            used = tokenizer.decode(content[:budget], skip_special_tokens=True).strip()
+        return used, len(tokenizer(used + suffix, truncation=False, verbose=False)["input_ids"])
+
+    def count_tokens(self, text: str) -> int:
+        """Prompt tokens the model reads (for `usage`)."""
+        return self.fit_prompt(text)[1]
 
     def batch_key(self, job: GenerationJob) -> Hashable | None:
         """Jobs with equal keys can share one pipeline call; None: this job runs alone.
