@@ -111,6 +111,23 @@ class ModelConfig(BaseModel):
         default=32000, ge=1, description="Longest prompt accepted, in characters."
     )
     license: str | None = Field(default=None, description="Licence of the weights, shown in docs.")
+    cpu_offload: Literal["none", "model", "sequential"] = Field(
+        default="none",
+        description="Keep weights in CPU memory and move them to the GPU as they run: `model` "
+        "(whole components; small slow-down), `sequential` (layer by layer; fits very little "
+        "GPU memory, much slower). Needs a GPU.",
+    )
+    vae_tiling: bool = Field(
+        default=False,
+        description="Decode large images in overlapping tiles: bounded memory at any size.",
+    )
+    vae_slicing: bool = Field(
+        default=False, description="Decode a batch one image at a time: less peak memory."
+    )
+    attention_slicing: bool = Field(
+        default=False,
+        description="Compute attention in slices: less peak memory, somewhat slower.",
+    )
     preview_decoder: str | None = Field(
         default=None,
         description="A tiny autoencoder (diffusers AutoencoderTiny: a hub id such as "
@@ -231,6 +248,16 @@ class Settings(BaseSettings):
         le=10,
         description="Seconds to wait for more requests to fill a batch when the queue holds "
         "too few. 0: batch only what is already waiting, which adds no latency.",
+    )
+    lazy_load: bool = Field(
+        default=False,
+        description="Load each model when a request first needs it, not at startup.",
+    )
+    memory_budget_gb: float = Field(
+        default=0,
+        ge=0,
+        description="Most GB of weights loaded at once (on the models' devices). Loading a model "
+        "unloads the least recently used idle ones to fit; use with lazy_load. 0: no limit.",
     )
     warmup: Literal["auto", "on", "off"] = Field(
         default="auto",

@@ -469,6 +469,15 @@ class ImageService:
         request_id: str,
     ) -> ImagesResponse:
         """Image-to-image with no prompt, at the model's variation strength; one seed each."""
+        # Off the event loop: resizing, and with lazy loading the model's first load.
+        prepared = await asyncio.to_thread(self.prepare_variation, request, image)
+        return await self._run(
+            prepared, [image.image], base_url=base_url, request_id=request_id, user=request.user
+        )
+
+    def prepare_variation(
+        self, request: CreateImageVariationRequest, image: UploadedImage
+    ) -> PreparedGeneration:
         name = request.model or "dall-e-2"
         spec = self.engine.registry.resolve(name)
         rules = rules_for(name)
@@ -512,9 +521,7 @@ class ImageService:
             response_format=request.response_format or rules.default_response_format,
             revised_prompt=None,
         )
-        return await self._run(
-            prepared, [source.image], base_url=base_url, request_id=request_id, user=request.user
-        )
+        return prepared
 
     @staticmethod
     def _check_inputs(

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import threading
 import time
+from collections.abc import Callable, Hashable
+
+import torch
 
 from pixelsmith.engine.jobs import GenerationJob, GenerationOutput, JobKind
 from pixelsmith.engine.loader import LoadedPipeline, SpeedOptions, load_pipeline
@@ -17,11 +22,15 @@ logger = logging.getLogger(__name__)
 
 
 class Engine:
-    """Owns one LoadedPipeline and one PipelineWorker per configured model.
+    """Owns the LoadedPipelines and one PipelineWorker per configured model.
 
     `load()` is blocking (downloads, weights); `start()` must run inside the event loop that
     will submit jobs. The CLI loads before starting uvicorn so that a model that cannot be
     loaded stops the program with a clear message before any port is opened.
+
+    With `lazy_load`, `load()` loads nothing: a model is loaded by the first request that needs
+    it (on that request's thread, never the event loop). With `memory_budget_gb`, loading a
+    model unloads the least recently used idle ones until the loaded weights fit the budget.
     """
 
     def __init__(self, settings: Settings, *, show_progress: bool = False) -> None:
@@ -32,28 +41,81 @@ class Engine:
         self._show_progress = show_progress
         self._pipelines: dict[str, LoadedPipeline] = {}
         self._workers: dict[str, PipelineWorker] = {}
+        self._last_used: dict[str, float] = {}
+        self._running: dict[str, int] = {}  # batches in flight per model: never unloaded
+        # One load at a time (it may take minutes); the short state changes (which models are
+        # loaded and running, unloading) under their own lock, so runs never wait for a load.
+        self._load_lock = threading.Lock()
+        self._state_lock = threading.Lock()
 
     @property
     def loaded(self) -> bool:
-        return len(self._pipelines) == len(self.registry.specs)
+        """Whether start() may run: every model is loaded, or models load on demand."""
+        return self.settings.lazy_load or len(self._pipelines) == len(self.registry.specs)
+
+    @property
+    def loaded_ids(self) -> list[str]:
+        return list(self._pipelines)
 
     def load(self) -> None:
-        speed = SpeedOptions(
-            channels_last=self.settings.channels_last, compile=self.settings.compile
-        )
+        if self.settings.lazy_load:
+            return
         for spec in self.registry.specs:
-            if spec.id not in self._pipelines:
-                loaded = load_pipeline(
-                    spec,
-                    cache_dir=self.settings.cache_dir,
-                    offline=self.settings.offline,
-                    show_progress=self._show_progress,
-                    speed=speed,
-                )
-                warmup = self.settings.warmup
-                if warmup == "on" or (warmup == "auto" and loaded.device.type != "cpu"):
-                    self._warm_up(loaded)
+            self._load(spec)
+
+    def _load(self, spec: ModelSpec) -> LoadedPipeline:
+        with self._load_lock:
+            if spec.id in self._pipelines:
+                return self._pipelines[spec.id]
+            loaded = load_pipeline(
+                spec,
+                cache_dir=self.settings.cache_dir,
+                offline=self.settings.offline,
+                show_progress=self._show_progress,
+                speed=SpeedOptions(
+                    channels_last=self.settings.channels_last, compile=self.settings.compile
+                ),
+            )
+            warmup = self.settings.warmup
+            if warmup == "on" or (warmup == "auto" and loaded.device.type != "cpu"):
+                self._warm_up(loaded)
+            with self._state_lock:
                 self._pipelines[spec.id] = loaded
+                self._last_used[spec.id] = time.monotonic()
+                self._fit_budget(keep=spec.id)
+            return loaded
+
+    def _fit_budget(self, *, keep: str) -> None:
+        """Unload least recently used idle models until the loaded weights fit the budget."""
+        budget = self.settings.memory_budget_gb
+        if not budget:
+            return
+        limit = budget * 2**30
+        while (total := sum(p.weight_bytes for p in self._pipelines.values())) > limit:
+            idle = [
+                model_id
+                for model_id in self._pipelines
+                if model_id != keep and not self._running.get(model_id)
+            ]
+            if not idle:
+                logger.warning(
+                    "loaded models take %.1f GB, over the %.1f GB budget, and none can be "
+                    "unloaded now",
+                    total / 2**30,
+                    budget,
+                )
+                return
+            self._unload(min(idle, key=lambda model_id: self._last_used.get(model_id, 0.0)))
+
+    def _unload(self, model_id: str) -> None:
+        loaded = self._pipelines.pop(model_id)
+        logger.info("unloading %s (%.2f GB) to stay within the memory budget",
+                    model_id, loaded.weight_bytes / 2**30)  # fmt: skip
+        device = loaded.device
+        del loaded
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
 
     @staticmethod
     def _warm_up(loaded: LoadedPipeline) -> None:
@@ -76,39 +138,65 @@ class Engine:
         logger.info("warmed up %s in %.1f s", spec.id, loaded.warmup_seconds)
 
     def pipeline(self, spec: ModelSpec) -> LoadedPipeline:
-        try:
-            return self._pipelines[spec.id]
-        except KeyError:
-            raise ServiceUnavailableError(f"model {spec.id} is not loaded") from None
+        """The model's pipeline, loading it first when models load on demand. Blocking: call
+        it from a worker thread, not the event loop, when lazy_load is on."""
+        loaded = self._pipelines.get(spec.id)
+        if loaded is None:
+            if not self.settings.lazy_load:
+                raise ServiceUnavailableError(f"model {spec.id} is not loaded")
+            loaded = self._load(spec)
+        self._last_used[spec.id] = time.monotonic()
+        return loaded
 
     def accepts(self, spec: ModelSpec, argument: str) -> bool:
         """Whether the model's pipeline takes `argument` (negative_prompt, ...)."""
         return self.pipeline(spec).accepts(argument)
-
-    def fit_prompt(self, spec: ModelSpec, text: str, suffix: str = "") -> tuple[str, int]:
-        """The part of `text` the model reads (room left for `suffix`), and its token count."""
-        return self.pipeline(spec).fit_prompt(text, suffix)
 
     def supports(self, spec: ModelSpec, kind: JobKind) -> bool:
         """Whether the model can run `kind` (image-to-image and inpaint come from the same
         weights through diffusers' from_pipe)."""
         return self.pipeline(spec).supports(kind)
 
+    def fit_prompt(self, spec: ModelSpec, text: str, suffix: str = "") -> tuple[str, int]:
+        """The part of `text` the model reads (room left for `suffix`), and its token count."""
+        return self.pipeline(spec).fit_prompt(text, suffix)
+
+    def _runner(self, spec: ModelSpec) -> Callable[[list[GenerationJob]], list[GenerationOutput]]:
+        def run_batch(jobs: list[GenerationJob]) -> list[GenerationOutput]:
+            with self._state_lock:
+                self._running[spec.id] = self._running.get(spec.id, 0) + 1
+            try:
+                # Looked up per batch: with lazy loading the model may have been unloaded.
+                return self.pipeline(spec).run_batch(jobs)
+            finally:
+                with self._state_lock:
+                    self._running[spec.id] -= 1
+
+        return run_batch
+
+    def _batch_key(self, spec: ModelSpec) -> Callable[[GenerationJob], Hashable | None]:
+        def batch_key(job: GenerationJob) -> Hashable | None:
+            loaded = self._pipelines.get(spec.id)
+            # Not loaded yet (lazy): the first batch runs alone and loads the model.
+            return loaded.batch_key(job) if loaded is not None else None
+
+        return batch_key
+
     async def start(self) -> None:
         if not self.loaded:
             raise RuntimeError("Engine.load() must be called before Engine.start()")
-        for model_id, loaded in self._pipelines.items():
-            if model_id not in self._workers:
+        for spec in self.registry.specs:
+            if spec.id not in self._workers:
                 worker = PipelineWorker(
-                    model_id,
-                    loaded.run_batch,
+                    spec.id,
+                    self._runner(spec),
                     max_queue_size=self.settings.max_queue_size,
                     max_batch_size=self.settings.max_batch_size,
                     batch_timeout=self.settings.batch_timeout,
-                    batch_key=loaded.batch_key,
+                    batch_key=self._batch_key(spec),
                 )
                 worker.start()
-                self._workers[model_id] = worker
+                self._workers[spec.id] = worker
 
     async def stop(self) -> None:
         """Drain queued work, then release the worker threads."""

@@ -48,6 +48,19 @@ class LoadedPipeline:
         return argument in self.call_parameters
 
     @property
+    def weight_bytes(self) -> int:
+        """Memory the pipeline's weights take (edit pipelines share them)."""
+        seen: set[int] = set()
+        total = 0
+        for component in self.pipeline.components.values():
+            if isinstance(component, torch.nn.Module):
+                for tensor in (*component.parameters(), *component.buffers()):
+                    if tensor.data_ptr() not in seen:
+                        seen.add(tensor.data_ptr())
+                        total += tensor.numel() * tensor.element_size()
+        return total
+
+    @property
     def edits_by_instruction(self) -> bool:
         """Instruction-editing pipelines (FLUX.1 Kontext, Qwen-Image-Edit) take the input image
         as a reference in their own call, with no image-to-image strength."""
@@ -352,12 +365,20 @@ def load_pipeline(
             requested = spec.gpu_dtype
     dtype = resolve_dtype(requested, device)
 
+    offload = spec.cpu_offload != "none"
+    if offload and device.type != "cuda":
+        raise ModelLoadError(
+            f"Could not load model {spec.id!r}: cpu_offload={spec.cpu_offload!r} moves weights "
+            f"between CPU memory and a CUDA GPU, and the model's device is {device.type}. Use "
+            "cpu_offload='none' there."
+        )
     started = time.perf_counter()
     if is_architecture(spec.source):
         logger.info(
             "building %s with random weights on %s (%s)", spec.id, device, dtype_name(dtype)
         )
-        pipeline = build_architecture(spec.source, dtype, device)
+        # Offloaded weights live in CPU memory; the offload hooks move them to the GPU.
+        pipeline = build_architecture(spec.source, dtype, "cpu" if offload else device)
         return _finish_loading(spec, pipeline, device, dtype, started, show_progress, True, speed)
     location: str | Path
     if spec.source == "tiny":
@@ -392,7 +413,8 @@ def load_pipeline(
             variant=spec.variant,
             local_files_only=local_only,
         )
-        pipeline.to(device)
+        if not offload:
+            pipeline.to(device)
     except Exception as exc:  # diffusers/hub raise many types; all mean "cannot load"
         raise ModelLoadError(
             _load_failure_message(spec, location, offline, unreachable, exc)
@@ -425,6 +447,7 @@ def _finish_loading(
             spec, spec.preview_decoder, latent_channels, device, dtype, local_only
         )
     _speed_up(pipeline, speed)
+    _save_memory(pipeline, spec, device)
     logger.info("loaded %s in %.1f s", spec.id, time.perf_counter() - started)
     parameters = _call_parameters(type(pipeline))
     loaded = LoadedPipeline(
@@ -440,6 +463,21 @@ def _finish_loading(
     loaded.supports("image-to-image")
     loaded.supports("inpaint")
     return loaded
+
+
+def _save_memory(pipeline: Any, spec: ModelSpec, device: torch.device) -> None:
+    """The memory settings of a model, each diffusers' own switch."""
+    vae = getattr(pipeline, "vae", None)
+    if spec.vae_tiling and vae is not None:
+        vae.enable_tiling()  # overlapping tiles, blended: bounded memory at any size
+    if spec.vae_slicing and vae is not None:
+        vae.enable_slicing()
+    if spec.attention_slicing:
+        pipeline.enable_attention_slicing()
+    if spec.cpu_offload == "model":
+        pipeline.enable_model_cpu_offload(device=device)
+    elif spec.cpu_offload == "sequential":
+        pipeline.enable_sequential_cpu_offload(device=device)
 
 
 def _speed_up(pipeline: Any, speed: SpeedOptions) -> None:

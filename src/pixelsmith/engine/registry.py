@@ -41,6 +41,10 @@ class ModelSpec:
     # Beyond `sizes`, any WIDTHxHEIGHT these rules allow; None: only `sizes`.
     size_rules: SizeRules | None = None
     gpu_dtype: str = "auto"  # the preset's dtype, used on GPUs when dtype is auto
+    cpu_offload: str = "none"
+    vae_tiling: bool = False
+    vae_slicing: bool = False
+    attention_slicing: bool = False
 
     @classmethod
     def from_config(
@@ -80,6 +84,10 @@ class ModelSpec:
             # A model's own list of sizes is the whole list; otherwise the family's rules.
             size_rules=None if config.sizes else preset.size_rules,
             gpu_dtype=preset.dtype,
+            cpu_offload=config.cpu_offload,
+            vae_tiling=config.vae_tiling,
+            vae_slicing=config.vae_slicing,
+            attention_slicing=config.attention_slicing,
         )
 
 
