@@ -118,3 +118,39 @@ def test_help_lists_settings_flags(command: str, tmp_path: Path):
     result = run_cli(command, "--help", cache_dir=tmp_path)
     assert result.returncode == 0
     assert "--model" in result.stdout and "--cache-dir" in result.stdout
+
+
+def test_presets_are_listed_and_a_config_file_maps_public_names_to_them(
+    cache_dir: Path, tmp_path: Path
+):
+    listed = run_cli("models", "--presets", "--json", cache_dir=cache_dir)
+    assert listed.returncode == 0, listed.stderr
+    presets = {row["name"]: row for row in json.loads(listed.stdout)["presets"]}
+    assert {"sd-turbo", "sdxl", "sd3.5-medium", "flux-schnell", "flux-dev", "pixart-sigma"} <= set(
+        presets
+    )
+    flux = presets["flux-schnell"]
+    assert flux["source"] == "black-forest-labs/FLUX.1-schnell"
+    assert flux["steps"] == {"low": 1, "medium": 2, "high": 4} and flux["dtype"] == "bfloat16"
+    assert flux["scheduler"] and flux["memory"] and flux["license"] == "Apache-2.0"
+    text = run_cli("models", "--presets", cache_dir=cache_dir).stdout
+    assert "flux-schnell" in text and "scheduler" in text
+
+    config = tmp_path / "pixelsmith.toml"
+    config.write_text(
+        '[[models]]\nsource = "flux-schnell"\naliases = ["dall-e-3"]\n\n'
+        f'[[models]]\nsource = "{tmp_path / "my-sdxl"}"\npreset = "sdxl"\nid = "house-style"\n'
+    )
+    (tmp_path / "my-sdxl").mkdir()
+    result = run_cli("models", "--json", "--config", str(config), cache_dir=cache_dir)
+    assert result.returncode == 0, result.stderr
+    first, second = json.loads(result.stdout)["models"]
+    assert first["id"] == "flux-schnell" and first["preset"] == "flux-schnell"
+    assert first["source"] == "black-forest-labs/FLUX.1-schnell"
+    assert "dall-e-3" in first["aliases"]
+    assert second["id"] == "house-style" and second["preset"] == "sdxl"
+    assert second["default_size"] == "1024x1024"
+
+    config.write_text('[[models]]\nsource = "tiny"\npreset = "no-such-preset"\n')
+    bad = run_cli("models", "--config", str(config), cache_dir=cache_dir)
+    assert bad.returncode == 2 and "no-such-preset" in bad.stderr

@@ -519,6 +519,23 @@ def test_architecture_models_have_the_real_models_shapes(name: str):
     assert counts == PUBLISHED_PARAMETERS[name]
 
 
+# Denoiser sizes as published, rounded: for architectures whose exact counts are not on record
+# here, a check that the config is the model's scale (a wrong layer count would miss it).
+APPROXIMATE_DENOISER_PARAMETERS = {
+    "sd3.5-medium-arch": 2.2e9,  # MMDiT-X, "2.5B" with its text embedders counted by some
+    "pixart-sigma-arch": 0.61e9,  # DiT-XL/2, "0.6B"
+}
+
+
+@pytest.mark.parametrize("name", sorted(APPROXIMATE_DENOISER_PARAMETERS))
+def test_other_architecture_models_have_their_models_scale(name: str):
+    from pixelsmith.engine.architectures import build_architecture
+
+    pipeline = build_architecture(name, device="meta")
+    count = sum(parameter.numel() for parameter in pipeline.transformer.parameters())
+    assert abs(count / APPROXIMATE_DENOISER_PARAMETERS[name] - 1) < 0.05, count
+
+
 def test_an_architecture_model_is_built_without_download_and_generates(tmp_path: Path):
     settings = make_settings(tmp_path, tmp_path / "images", model="sd-small-arch", offline=True)
     engine = Engine(settings)
