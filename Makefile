@@ -1,6 +1,7 @@
 # Two commands for a fresh machine:
 #   make run    install into .venv and serve the API (ARGS="--model tiny" to run offline)
-#   make test   install into .venv and run the whole test suite
+#   make test   install into .venv (and Debian's chromium for the browser tests) and run the
+#               whole test suite
 #
 # torch is installed first, pinned, so that pip never resolves a newer build on its own. With
 # no NVIDIA GPU (no nvidia-smi) the CPU build is taken: from a local wheel or pip's configured
@@ -18,7 +19,7 @@ ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.pixelsmith-installed
 
-.PHONY: install run test lint clean
+.PHONY: install run test lint browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,8 +35,17 @@ install: $(STAMP)
 run: install
 	$(BIN)/pixelsmith serve $(ARGS)
 
-test: install lint
+test: install lint browser
 	$(BIN)/python -m pytest $(ARGS)
+
+# The playground's browser tests drive Debian's chromium through Playwright (no browser
+# download): installed here when missing, as root or through sudo.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { \
+		SUDO=$$(test "$$(id -u)" = 0 || echo "sudo -n"); \
+		$$SUDO apt-get install -y chromium || { $$SUDO apt-get update && $$SUDO apt-get install -y chromium; }; \
+	}
 
 lint: install
 	$(BIN)/ruff check src tests

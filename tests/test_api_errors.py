@@ -31,7 +31,6 @@ def assert_envelope(response: httpx.Response, status: int, code: str | None = No
     ("method", "path", "status", "code"),
     [
         ("GET", "/v1/nothing-here", 404, "unknown_url"),
-        ("GET", "/", 404, "unknown_url"),
         ("DELETE", "/v1/models", 405, "method_not_allowed"),
         ("GET", "/v1/images/generations", 405, "method_not_allowed"),
         ("GET", "/v1/models/not-a-model", 404, "model_not_found"),

@@ -154,3 +154,58 @@ def test_presets_are_listed_and_a_config_file_maps_public_names_to_them(
     config.write_text('[[models]]\nsource = "tiny"\npreset = "no-such-preset"\n')
     bad = run_cli("models", "--config", str(config), cache_dir=cache_dir)
     assert bad.returncode == 2 and "no-such-preset" in bad.stderr
+
+
+def test_edit_writes_the_edited_image_and_keeps_the_unmasked_pixels(
+    cache_dir: Path, tmp_path: Path
+):
+    from PIL import Image
+
+    source = tmp_path / "photo.png"
+    Image.new("RGB", (128, 128), (200, 40, 40)).save(source)
+    mask = Image.new("RGBA", (128, 128), (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (0, 0, 64, 128))  # repaint the left half
+    mask.save(tmp_path / "mask.png")
+    output = tmp_path / "out.png"
+    result = run_cli(
+        "edit", str(source), "a blue door", "--mask", str(tmp_path / "mask.png"),
+        "-o", str(output), "--seed", "3", "--json", "--model", "tiny", cache_dir=cache_dir,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (written,) = json.loads(result.stdout)["images"]
+    assert written == {"path": str(output), "seed": 3, "size": "128x128", "revised_prompt": None}
+    edited = Image.open(output).convert("RGB")
+    assert edited.size == (128, 128) and edited.getpixel((120, 60)) == (200, 40, 40)
+    missing = run_cli("edit", str(tmp_path / "nope.png"), "x", "--model", "tiny",
+                      cache_dir=cache_dir)  # fmt: skip
+    assert missing.returncode == 1 and "nope.png" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+def test_an_unknown_model_name_lists_the_known_ones(tmp_path: Path):
+    result = run_cli("generate", "a cat", "--model", "flux-schnel", cache_dir=tmp_path)
+    assert result.returncode == 1
+    assert "Did you mean 'flux-schnell'?" in result.stderr
+    assert "tiny" in result.stderr and "sd-turbo-arch" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_prints_the_playground_and_api_docs_urls(cache_dir: Path):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = os.environ | {"PIXELSMITH_CACHE_DIR": str(cache_dir)}
+    command = [sys.executable, "-m", "pixelsmith", "serve", "--model", "tiny", "--port", str(port),
+               "--moderation-semantic", "off"]  # fmt: skip
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as server:
+        try:
+            assert server.stdout is not None
+            lines = [server.stdout.readline() for _ in range(4)]
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    text = "".join(lines)
+    assert f"http://127.0.0.1:{port}/playground" in text
+    assert f"http://127.0.0.1:{port}/docs" in text and f"http://127.0.0.1:{port}/v1" in text

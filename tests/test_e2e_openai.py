@@ -398,6 +398,8 @@ def test_transparent_background_returns_a_real_alpha_channel(client, output_form
     )
     assert response.background == "transparent"
     assert response.output_format == output_format
+    # The backdrop request leaves the client's prompt its room in the 77-token window.
+    assert response.data[0].revised_prompt is None
     image = Image.open(io.BytesIO(base64.b64decode(response.data[0].b64_json)))
     assert image.mode == "RGBA" and image.size == (128, 128)
     alpha = np.asarray(image)[..., 3]

@@ -148,3 +148,24 @@ def test_t5_models_read_long_prompts_up_to_their_sequence_length(family_client):
     used = longer.data[0].revised_prompt
     assert used is not None and len(used) < len(prompt * 2) and (prompt * 2).startswith(used)
     assert longer.usage is not None and longer.usage.input_tokens == 512
+
+
+@pytest.mark.parametrize("family", ["flux-schnell", "sd3", "sdxl"])
+def test_family_image_to_image_keeps_the_requested_or_a_legal_auto_size(family_client, family):
+    source = io.BytesIO()
+    Image.new("RGB", (600, 456), (90, 160, 30)).save(source, "PNG")  # not the family's grid
+    odd = family_client.images.edit(
+        model=family, image=("odd.png", source.getvalue(), "image/png"), prompt="a meadow",
+        extra_body={"seed": 1, "num_inference_steps": 1},
+    )  # fmt: skip
+    width, height = map(int, odd.size.split("x"))
+    rules = PRESETS[FAMILIES[family][0]].size_rules
+    assert rules.problem(width, height) is None
+    assert decoded(odd.data[0].b64_json).size == (width, height)
+    side = int(smallest_size(family).split("x")[0])
+    wide = family_client.images.edit(
+        model=family, image=("odd.png", source.getvalue(), "image/png"), prompt="a meadow",
+        size=f"{side * 2}x{side}",  # type: ignore[arg-type]
+        extra_body={"seed": 1, "num_inference_steps": 1},
+    )  # fmt: skip
+    assert decoded(wide.data[0].b64_json).size == (side * 2, side)

@@ -102,3 +102,14 @@ def test_every_setting_is_documented():
         assert f"PIXELSMITH_{name.upper()}" in text, name
         if name != "models":
             assert f"--{name.replace('_', '-')}" in text, name
+
+
+def test_a_memory_budget_needs_lazy_loading(tmp_path):
+    import pytest
+    from pydantic import ValidationError
+
+    from pixelsmith.settings import Settings
+
+    with pytest.raises(ValidationError, match="lazy_load"):
+        Settings(cache_dir=tmp_path, memory_budget_gb=8)
+    assert Settings(cache_dir=tmp_path, memory_budget_gb=8, lazy_load=True).memory_budget_gb == 8

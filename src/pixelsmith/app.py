@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from pixelsmith import __version__
-from pixelsmith.api import images, models, moderations
+from pixelsmith.api import images, models, moderations, playground
 from pixelsmith.api.auth import APIKeyChecker, APIKeyMiddleware
 from pixelsmith.api.errors import install_error_handlers
 from pixelsmith.api.fetch import ImageFetcher
@@ -137,6 +137,8 @@ def create_app(
     app.include_router(images.files_router)
     app.include_router(models.router)
     app.include_router(moderations.router)
+    app.include_router(playground.router)
+    app.mount("/playground/static", playground.static_files(), name="playground-static")
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, Any]:

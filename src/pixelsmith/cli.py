@@ -58,6 +58,29 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, dest=f"setting_{name}", type=flag_type, help=help_text)
 
 
+def _add_image_options(parser: argparse.ArgumentParser, *, default_output: str) -> None:
+    """The request options shared by `generate` and `edit`."""
+    parser.add_argument(
+        "-o",
+        "--output",
+        default=default_output,
+        help="Output file. With -n > 1, -1, -2, ... are added before the extension. The "
+        "extension picks the format (png, jpeg/jpg, webp) unless --output-format is given.",
+    )
+    parser.add_argument("-n", type=int, default=None, help="Number of images (1-10).")
+    parser.add_argument("--size", help="WIDTHxHEIGHT or auto.")
+    parser.add_argument("--quality", help="auto, low, medium, high (or standard, hd).")
+    parser.add_argument("--style", help="vivid or natural (dall-e-3 style prompt rewrite).")
+    parser.add_argument("--output-format", help="png, jpeg or webp.")
+    parser.add_argument("--output-compression", type=int, help="0-100, for jpeg and webp.")
+    parser.add_argument("--background", help="auto, opaque or transparent.")
+    parser.add_argument("--seed", type=int, help="Seed of the first image.")
+    parser.add_argument("--negative-prompt", help="What to keep out of the image.")
+    parser.add_argument("--steps", type=int, help="Denoising steps (overrides --quality).")
+    parser.add_argument("--guidance-scale", type=float, help="Classifier-free guidance scale.")
+    parser.add_argument("--json", action="store_true", help="Print a JSON summary.")
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
     overrides = {
         key.removeprefix("setting_"): value
@@ -81,25 +104,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate = commands.add_parser("generate", help="Generate images in-process, no server.")
     generate.add_argument("prompt", help="What to draw.")
-    generate.add_argument(
-        "-o",
-        "--output",
-        default="image.png",
-        help="Output file. With -n > 1, -1, -2, ... are added before the extension. The "
-        "extension picks the format (png, jpeg/jpg, webp) unless --output-format is given.",
-    )
-    generate.add_argument("-n", type=int, default=None, help="Number of images (1-10).")
-    generate.add_argument("--size", help="WIDTHxHEIGHT or auto.")
-    generate.add_argument("--quality", help="auto, low, medium, high (or standard, hd).")
-    generate.add_argument("--style", help="vivid or natural (dall-e-3 style prompt rewrite).")
-    generate.add_argument("--output-format", help="png, jpeg or webp.")
-    generate.add_argument("--output-compression", type=int, help="0-100, for jpeg and webp.")
-    generate.add_argument("--seed", type=int, help="Seed of the first image.")
-    generate.add_argument("--negative-prompt", help="What to keep out of the image.")
-    generate.add_argument("--steps", type=int, help="Denoising steps (overrides --quality).")
-    generate.add_argument("--guidance-scale", type=float, help="Classifier-free guidance scale.")
-    generate.add_argument("--json", action="store_true", help="Print a JSON summary.")
+    _add_image_options(generate, default_output="image.png")
     add_settings_flags(generate)
+
+    edit = commands.add_parser(
+        "edit", help="Edit an image in-process, no server (with --mask: only the masked area)."
+    )
+    edit.add_argument("image", help="The image to edit (PNG, JPEG or WebP).")
+    edit.add_argument("prompt", help="What the edited image should show.")
+    edit.add_argument(
+        "--mask",
+        help="A PNG of the same size whose fully transparent pixels mark the area to repaint "
+        "(OpenAI's mask format). Without it, the whole image is redrawn.",
+    )
+    edit.add_argument("--input-fidelity", help="low (default) or high: how closely to keep it.")
+    _add_image_options(edit, default_output="edited.png")
+    add_settings_flags(edit)
 
     models = commands.add_parser("models", help="List the configured models, or the presets.")
     models.add_argument("--json", action="store_true", help="Print JSON.")
@@ -122,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    handler = {"serve": _serve, "generate": _generate, "models": _models}[args.command]
+    handler = {"serve": _serve, "generate": _generate, "edit": _generate, "models": _models}[
+        args.command
+    ]
     return handler(args, settings)
 
 
@@ -144,7 +166,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     app = create_app(settings, engine=engine, moderator=moderator)
     shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     base = settings.public_base_url or f"http://{shown_host}:{settings.port}"
-    print(f"pixelsmith {__version__}: OpenAI-compatible API at {base}/v1 (docs: {base}/docs)")
+    print(f"pixelsmith {__version__}")
+    print(f"  playground:  {base}/playground")
+    print(f'  API:         {base}/v1   (OpenAI(base_url="{base}/v1"))')
+    print(f"  API docs:    {base}/docs")
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
     return 0
 
@@ -156,8 +181,10 @@ def _numbered(path: Path, index: int, count: int) -> Path:
 
 
 def _generate(args: argparse.Namespace, settings: Settings) -> int:
-    from pixelsmith.api.protocol import CreateImageRequest
-    from pixelsmith.api.serving import ImageService
+    """`pixelsmith generate` and `pixelsmith edit`: one request, run in-process."""
+    from pixelsmith.api.protocol import CreateImageEditRequest, CreateImageRequest
+    from pixelsmith.api.serving import ImageService, PreparedGeneration
+    from pixelsmith.api.uploads import read_image, read_mask
     from pixelsmith.app import build_store
     from pixelsmith.engine import Engine
     from pixelsmith.matting import build_matting
@@ -168,39 +195,62 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
     if output_format is None:
         suffix = output.suffix.lower().lstrip(".")
         output_format = {"jpg": "jpeg"}.get(suffix, suffix) if suffix else "png"
+    fields: dict[str, Any] = {
+        "prompt": args.prompt,
+        "n": args.n,
+        "size": args.size,
+        "quality": args.quality,
+        "output_format": output_format,
+        "output_compression": args.output_compression,
+        "background": args.background,
+        "seed": args.seed,
+        "negative_prompt": args.negative_prompt,
+        "num_inference_steps": args.steps,
+        "guidance_scale": args.guidance_scale,
+    }
+    editing = args.command == "edit"
     try:
-        request = CreateImageRequest(
-            prompt=args.prompt,
-            n=args.n,
-            size=args.size,
-            quality=args.quality,
-            style=args.style,
-            output_format=output_format,
-            output_compression=args.output_compression,
-            seed=args.seed,
-            negative_prompt=args.negative_prompt,
-            num_inference_steps=args.steps,
-            guidance_scale=args.guidance_scale,
-        )
+        if editing:
+            request: CreateImageRequest | CreateImageEditRequest = CreateImageEditRequest(
+                **fields, input_fidelity=args.input_fidelity
+            )
+        else:
+            request = CreateImageRequest(**fields, style=args.style)
     except ValidationError as exc:
-        print(f"pixelsmith: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}", file=sys.stderr)
+        error = exc.errors()[0]
+        print(f"pixelsmith: {error['loc'][0]}: {error['msg']}", file=sys.stderr)
         return 2
 
-    engine = Engine(settings, show_progress=True)
+    engine = Engine(settings, show_progress=True)  # download, load and denoising progress bars
+
+    def prepare(service: ImageService) -> tuple[PreparedGeneration, list[Any]]:
+        if not isinstance(request, CreateImageEditRequest):
+            return service.prepare(request), []
+        uploaded = read_image(Path(args.image).read_bytes(), param="image")
+        mask = None
+        if args.mask:
+            mask = read_mask(Path(args.mask).read_bytes(), size=uploaded.image.size)
+        return service.prepare_edit(request, [uploaded], mask), [uploaded.image]
 
     async def run(service: ImageService) -> list[dict[str, Any]]:
-        prepared = service.prepare(request)
-        verdict = await service.moderate_prompt(prepared, request_id="cli")
+        prepared, inputs = prepare(service)
         await engine.start()
         try:
-            rendered, _ = await service.render(prepared, verdict, request_id="cli")
+            rendered, _ = await service.render_in_process(prepared, inputs, request_id="cli")
         finally:
             await engine.stop()
         written = []
         for index, image in enumerate(rendered):
             path = _numbered(output, index, len(rendered))
             path.write_bytes(image.data)
-            written.append({"path": str(path), "seed": image.seed, "size": prepared.size})
+            written.append(
+                {
+                    "path": str(path),
+                    "seed": image.seed,
+                    "size": prepared.size,
+                    "revised_prompt": prepared.revised_prompt,
+                }
+            )
         return written
 
     try:
@@ -209,7 +259,11 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
         service = ImageService(engine, build_store(settings), build_moderator(settings), matting)
         written = asyncio.run(run(service))
     except APIError as exc:
-        print(f"pixelsmith: {exc.message}", file=sys.stderr)
+        where = f" (parameter {exc.param})" if exc.param else ""
+        print(f"pixelsmith: {exc.message}{where}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # an input file that cannot be read
+        print(f"pixelsmith: {exc}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps({"images": written}))

@@ -121,29 +121,43 @@ class KeyedBackgroundMatting:
 
 class SegmentationMatting:
     """A transformers image-segmentation model: background-removal models give one mask;
-    semantic models give one per label, and every label but the background is kept."""
+    semantic models give one per label, and every label but the background-like ones is
+    kept."""
 
     prompt_suffix = ", the subject alone and centered on a plain background"
 
     BACKGROUND_LABELS = frozenset({"background", "bg", "wall", "sky", "floor"})
 
     def __init__(self, model: str, *, local_only: bool = False) -> None:
+        import torch
         from transformers import pipeline
 
-        # Offline: only the local cache is tried, through the hub library's own switch.
+        # Offline: only the local cache is tried, through the hub library's own switch. On the
+        # first GPU when there is one.
         self._segment: Any = pipeline(
-            "image-segmentation", model=model, device=-1, local_files_only=local_only
+            "image-segmentation",
+            model=model,
+            device=0 if torch.cuda.is_available() else -1,
+            local_files_only=local_only,
         )
 
     def matte(self, image: Image.Image) -> Image.Image:
         segments = self._segment(image.convert("RGB"))
-        masks = [
-            np.asarray(segment["mask"].convert("L").resize(image.size), dtype=np.float32)
-            for segment in segments
-            if len(segments) == 1
-            or str(segment.get("label", "")).lower() not in self.BACKGROUND_LABELS
-        ]
-        alpha = np.maximum.reduce(masks) if masks else np.zeros(image.size[::-1], np.float32)
+
+        def mask(segment: dict[str, Any]) -> np.ndarray:
+            layer = segment["mask"].convert("L").resize(image.size)
+            return np.asarray(layer, dtype=np.float32)
+
+        def is_background(segment: dict[str, Any]) -> bool:
+            return str(segment.get("label", "")).lower() in self.BACKGROUND_LABELS
+
+        subject = [mask(segment) for segment in segments if not is_background(segment)]
+        if subject:
+            alpha = np.maximum.reduce(subject)
+        elif segments:  # only background found: everything else is the subject
+            alpha = 255.0 - np.maximum.reduce([mask(segment) for segment in segments])
+        else:
+            alpha = np.zeros(image.size[::-1], np.float32)
         rgba = image.convert("RGB")
         rgba.putalpha(Image.fromarray(alpha.astype(np.uint8), "L"))
         return rgba

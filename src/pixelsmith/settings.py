@@ -385,6 +385,14 @@ class Settings(BaseSettings):
         return url.rstrip("/") if url else url
 
     @model_validator(mode="after")
+    def _budget_needs_lazy_loading(self) -> Settings:
+        # At startup every model loads; a budget could only unload models nobody asked for,
+        # and they would never come back.
+        if self.memory_budget_gb and not self.lazy_load:
+            raise ValueError("memory_budget_gb needs lazy_load = true")
+        return self
+
+    @model_validator(mode="after")
     def _expand_paths(self) -> Settings:
         self.cache_dir = self.cache_dir.expanduser()
         if self.storage_dir is None:

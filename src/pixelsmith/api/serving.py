@@ -89,12 +89,30 @@ MAX_SIDE = 4096
 
 
 def snap_to_grid(size: tuple[int, int], spec: ModelSpec) -> str:
-    """An input size as WIDTHxHEIGHT the model can make: multiples of 8 (the VAE's factor), no
-    more pixels than the model's largest size, the input's aspect ratio kept."""
-    width, height = size
+    """An input size as WIDTHxHEIGHT the model can make: no more pixels than the model's largest
+    listed size, the input's aspect ratio kept as far as the family allows, and the family's
+    multiple and side limits (multiples of 8 within 64-4096 for a model with a fixed list)."""
+    width, height = float(size[0]), float(size[1])
+    rules = spec.size_rules
+    multiple = rules.multiple if rules else 8
+    low, high = (rules.min_side, rules.max_side) if rules else (64, MAX_SIDE)
+    if rules is not None:  # bring the aspect ratio within the family's limit
+        ratio = width / height
+        ratio = min(max(ratio, 1 / rules.max_aspect), rules.max_aspect)
+        width, height = (width, width / ratio) if ratio >= 1 else (height * ratio, height)
     largest = max(w * h for w, h in (check_size_string(s) for s in spec.sizes))
-    scale = min(1.0, (largest / (width * height)) ** 0.5, MAX_SIDE / max(width, height))
-    snapped = [min(MAX_SIDE, max(64, int(side * scale) // 8 * 8)) for side in (width, height)]
+    scale = min(1.0, (largest / (width * height)) ** 0.5, high / max(width, height))
+    scale = max(scale, low / min(width, height))  # a tiny input is enlarged
+    snapped = []
+    for side in (width, height):
+        rounded = int(side * scale) // multiple * multiple
+        snapped.append(
+            min(high // multiple * multiple, max(-(-low // multiple) * multiple, rounded))
+        )
+    if rules is not None:  # rounding down may tip a 3:1 input over the limit: widen the short side
+        short = 0 if snapped[0] < snapped[1] else 1
+        while max(snapped) / snapped[short] > rules.max_aspect:
+            snapped[short] += multiple
     return f"{snapped[0]}x{snapped[1]}"
 
 
@@ -241,10 +259,10 @@ class ImageService:
         # A prompt longer than the text encoder reads is cut, and the response says what was
         # used (revised_prompt), rather than letting the encoder drop the end silently.
         wanted = revised_prompt or prompt
-        used, _ = self.engine.fit_prompt(spec, wanted, suffix)
+        used, used_suffix, _ = self.engine.fit_prompt(spec, wanted, suffix)
         if used != wanted:
             revised_prompt = used
-        model_prompt = used + suffix
+        model_prompt = used + used_suffix
         return PreparedGeneration(
             spec=spec,
             job=GenerationJob(
@@ -387,6 +405,13 @@ class ImageService:
             encode_image(image, prepared.output_format, prepared.output_compression)
             for image in images
         ]
+
+    async def render_in_process(
+        self, prepared: PreparedGeneration, input_images: list[Image.Image], *, request_id: str
+    ) -> tuple[list[RenderedImage], GenerationOutput]:
+        """Every check a request to the server gets, then the images: for the CLI."""
+        prompt_check = await self._admit(prepared, input_images, request_id=request_id, user=None)
+        return await self.render(prepared, prompt_check, request_id)
 
     async def create_image(
         self, request: CreateImageRequest, *, base_url: str, request_id: str
@@ -718,12 +743,13 @@ class ImageService:
                 count=1,
                 input_image_tokens=input_tokens,
             ).model_dump(exclude={"output_tokens_details"})
-            for data in encoded:
+            for data, seed in zip(encoded, output.seeds, strict=True):
                 yield {
                     "type": f"{event_prefix}.completed",
                     "b64_json": pybase64.b64encode(data).decode("ascii"),
                     **fields,
                     "usage": usage,
+                    "seed": seed,  # pixelsmith extension, as in non-streamed responses
                 }
         except APIError as exc:
             yield exc.to_body()

@@ -95,7 +95,9 @@ class Engine:
             idle = [
                 model_id
                 for model_id in self._pipelines
-                if model_id != keep and not self._running.get(model_id)
+                if model_id != keep
+                and not self._running.get(model_id)
+                and (model_id not in self._workers or self._workers[model_id].idle)
             ]
             if not idle:
                 logger.warning(
@@ -157,8 +159,8 @@ class Engine:
         weights through diffusers' from_pipe)."""
         return self.pipeline(spec).supports(kind)
 
-    def fit_prompt(self, spec: ModelSpec, text: str, suffix: str = "") -> tuple[str, int]:
-        """The part of `text` the model reads (room left for `suffix`), and its token count."""
+    def fit_prompt(self, spec: ModelSpec, text: str, suffix: str = "") -> tuple[str, str, int]:
+        """The parts of `text` and `suffix` the model reads, and their token count."""
         return self.pipeline(spec).fit_prompt(text, suffix)
 
     def _runner(self, spec: ModelSpec) -> Callable[[list[GenerationJob]], list[GenerationOutput]]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 import math
+import threading
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -40,6 +42,8 @@ class LoadedPipeline:
     # A tiny autoencoder for stream previews; None: the linear latent-to-RGB projection.
     preview_decoder: Any = None
     warmup_seconds: float | None = None  # set when the engine warmed the model up
+    _validation_tokenizer: tuple[Any, int] | None = None
+    _tokenizer_lock: threading.Lock = field(default_factory=threading.Lock)
     # Image-to-image and inpainting pipelines made from this one with diffusers' from_pipe:
     # the same modules (weights) under another pipeline class, so memory does not double.
     _derived: dict[str, Any] = field(default_factory=dict)
@@ -89,53 +93,62 @@ class LoadedPipeline:
         return self._derived[kind]
 
     def _prompt_tokenizer(self) -> tuple[Any, int] | None:
-        """The tokenizer of the text encoder that carries the prompt, and how many tokens it
-        reads (its special tokens included). T5-conditioned pipelines (FLUX, SD3, PixArt) read
-        the prompt through T5 up to `max_sequence_length`; their CLIP encoder only adds a pooled
-        summary. CLIP-conditioned ones (SD, SDXL) read 77 tokens."""
+        """A private copy of the tokenizer of the text encoder that carries the prompt, and how
+        many tokens it reads (its special tokens included). T5-conditioned pipelines (FLUX,
+        SD3, PixArt) read the prompt through T5 up to `max_sequence_length`; CLIP-conditioned
+        ones (SD, SDXL) read 77 tokens.
+
+        A copy: validation runs on request threads while the worker's pipeline tokenizes, and
+        a fast tokenizer's settings are shared, mutable state."""
+        if self._validation_tokenizer is not None:
+            return self._validation_tokenizer
         pipeline = self.pipeline
+        found: tuple[Any, int] | None = None
         tokenizers = [getattr(pipeline, name, None) for name in ("tokenizer_3", "tokenizer_2")]
-        tokenizers.append(getattr(pipeline, "tokenizer", None))
         if "max_sequence_length" in self.call_parameters:
             default = inspect.signature(type(pipeline).__call__).parameters["max_sequence_length"]
-            for tokenizer in tokenizers:
+            for tokenizer in (*tokenizers, getattr(pipeline, "tokenizer", None)):
                 if tokenizer is not None and "T5" in type(tokenizer).__name__:
-                    return tokenizer, int(default.default)
-        tokenizer = getattr(pipeline, "tokenizer", None)
-        if tokenizer is None:
-            return None
-        return tokenizer, int(tokenizer.model_max_length)
+                    found = (tokenizer, int(default.default))
+                    break
+        if found is None and getattr(pipeline, "tokenizer", None) is not None:
+            found = (pipeline.tokenizer, int(pipeline.tokenizer.model_max_length))
+        if found is not None:
+            found = (copy.deepcopy(found[0]), found[1])
+            self._validation_tokenizer = found
+        return found
 
-    def fit_prompt(self, text: str, suffix: str = "") -> tuple[str, int]:
-        """(the part of `text` the model reads, that part's token count with `suffix`). A
-        prompt longer than the text encoder's window is cut at a token boundary, leaving room
-        for `suffix` (the server's own additions), so that nothing is dropped silently."""
-        found = self._prompt_tokenizer()
-        if found is None:
-            return text, len((text + suffix).split())
-        tokenizer, window = found
-        # verbose=False: the prompt may be longer than the window; that is handled here.
-        ids = tokenizer(text + suffix, truncation=False, verbose=False)["input_ids"]
-        if len(ids) <= window:
-            return text, len(ids)
-        suffix_length = (
-            len(tokenizer(suffix, add_special_tokens=False)["input_ids"]) if suffix else 0
-        )
-        specials = len(tokenizer("", verbose=False)["input_ids"])
-        budget = max(1, window - specials - suffix_length)
-        try:  # cut the text itself where the last token that fits ends
-            encoded = tokenizer(
-                text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
-            )
-            used = text[: encoded["offset_mapping"][budget - 1][1]].rstrip()
-        except (NotImplementedError, KeyError, IndexError, TypeError):  # no offsets: decode
-            content = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
-            used = tokenizer.decode(content[:budget], skip_special_tokens=True).strip()
-        return used, len(tokenizer(used + suffix, truncation=False, verbose=False)["input_ids"])
+    def fit_prompt(self, text: str, suffix: str = "") -> tuple[str, str, int]:
+        """(the part of `text` the model reads, the part of `suffix` it reads, their token
+        count). A prompt longer than the text encoder's window is cut at a token boundary, so
+        that nothing is dropped silently. `suffix` (the server's own addition) gets at most
+        half the window: the client's prompt comes first."""
+        with self._tokenizer_lock:
+            found = self._prompt_tokenizer()
+            if found is None:
+                return text, suffix, len((text + suffix).split())
+            tokenizer, window = found
+
+            def count(value: str) -> int:
+                return len(tokenizer(value, truncation=False, verbose=False)["input_ids"])
+
+            total = count(text + suffix)
+            if total <= window:
+                return text, suffix, total
+            room = window - count("")  # start and end tokens
+            suffix_tokens = count(suffix) - count("") if suffix else 0
+            kept_suffix = _cut(tokenizer, suffix, min(suffix_tokens, room // 2)) if suffix else ""
+            budget = room - (count(kept_suffix) - count("") if kept_suffix else 0)
+            used = _cut(tokenizer, text, budget)
+            # Tokens can merge across the join: trim until the whole really fits.
+            while (total := count(used + kept_suffix)) > window and used:
+                budget -= total - window
+                used = _cut(tokenizer, text, max(budget, 0))
+            return used, kept_suffix, total
 
     def count_tokens(self, text: str) -> int:
         """Prompt tokens the model reads (for `usage`)."""
-        return self.fit_prompt(text)[1]
+        return self.fit_prompt(text)[2]
 
     def batch_key(self, job: GenerationJob) -> Hashable | None:
         """Jobs with equal keys can share one pipeline call; None: this job runs alone.
@@ -205,12 +218,13 @@ class LoadedPipeline:
             arguments["num_inference_steps"] = math.ceil(
                 first.num_inference_steps / max(first.strength, 1e-3)
             )
-        if first.kind == "image-to-image":
-            del arguments["width"], arguments["height"]  # taken from the image
+        pipeline = self.pipeline_for(first.kind)
+        if first.kind == "image-to-image" and "width" not in _call_parameters(type(pipeline)):
+            # SD and SDXL take the size from the image; FLUX and SD3 take it as arguments.
+            del arguments["width"], arguments["height"]
         if first.kind == "inpaint":
             arguments["mask_image"] = [job.mask for job in jobs for _ in job.seeds]
         prompt_tokens = [self.count_tokens(job.prompt) for job in jobs]
-        pipeline = self.pipeline_for(first.kind)
         self._add_step_callback(pipeline, jobs, arguments)
         images = self._call(pipeline, arguments)
         if len(images) != sum(counts):
@@ -314,6 +328,22 @@ class LoadedPipeline:
         )
 
 
+def _cut(tokenizer: Any, text: str, tokens: int) -> str:
+    """The start of `text` that holds its first `tokens` tokens (no special tokens), cut in the
+    text itself where the last of them ends."""
+    if tokens <= 0:
+        return ""
+    try:
+        encoded = tokenizer(
+            text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )
+        offsets = encoded["offset_mapping"]
+        return text[: offsets[min(tokens, len(offsets)) - 1][1]].rstrip() if offsets else ""
+    except (NotImplementedError, KeyError, TypeError):  # a tokenizer without offsets
+        ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+        return str(tokenizer.decode(ids[:tokens], skip_special_tokens=True)).strip()
+
+
 def _split(items: list[Any], counts: list[int]) -> list[list[Any]]:
     """`items` cut into consecutive runs of `counts` items."""
     runs, start = [], 0
@@ -391,6 +421,9 @@ def load_pipeline(
                 " Point --model at a diffusers-format directory (one with model_index.json),"
                 " a hub repo id, or use `--model tiny`."
             )
+    elif "/" not in spec.source:
+        # Hub ids are org/name: a bare word is a mistyped built-in name, not a repo.
+        raise ModelLoadError(_unknown_name_message(spec.source))
     else:
         location = spec.source
     logger.info("loading model %s from %s on %s (%s)", spec.id, location, device, dtype_name(dtype))
@@ -522,6 +555,21 @@ def _load_tiny_autoencoder(
             f"{spec.id!r} makes {model_channels}-channel ones."
         )
     return decoder.to(device=device, dtype=dtype).eval()
+
+
+def _unknown_name_message(source: str) -> str:
+    import difflib
+
+    from pixelsmith.engine.architectures import architecture_names
+    from pixelsmith.engine.presets import PRESETS
+
+    known = ["tiny", *(name for name in PRESETS if name != "tiny"), *architecture_names()]
+    close = difflib.get_close_matches(source, known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return (
+        f"Unknown model {source!r}.{hint} Known names: {', '.join(known)}. Or give a Hugging "
+        "Face hub id (org/name, e.g. stabilityai/sd-turbo) or a local diffusers directory."
+    )
 
 
 def _describe(exc: BaseException) -> str:

@@ -1,0 +1,43 @@
+"""The playground: a static page that calls the public API from the browser. No build step:
+the HTML, CSS and JavaScript ship inside the package (pixelsmith/web)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter
+from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.staticfiles import StaticFiles
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+# The page talks only to this server and loads nothing from elsewhere; images arrive as data:
+# URLs. An API key typed into it cannot be sent to another origin by injected content.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/")
+async def root() -> Response:
+    return RedirectResponse("/playground", status_code=307)
+
+
+@router.get("/playground")
+async def playground() -> Response:
+    return FileResponse(
+        WEB_DIR / "index.html",
+        media_type="text/html; charset=utf-8",
+        headers={
+            "content-security-policy": CONTENT_SECURITY_POLICY,
+            "cache-control": "no-cache",
+            "x-content-type-options": "nosniff",
+        },
+    )
+
+
+def static_files() -> StaticFiles:
+    return StaticFiles(directory=WEB_DIR)

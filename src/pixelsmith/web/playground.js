@@ -1,0 +1,296 @@
+// The pixelsmith playground: a page that calls the public OpenAI-compatible API, nothing else.
+// No build step: a plain ES module served with the package.
+
+const $ = (id) => document.getElementById(id);
+const KEY_STORAGE = "pixelsmith.apiKey";
+
+const edit = {
+  file: null, // the uploaded File, sent as is
+  image: null, // HTMLImageElement of it
+  mask: null, // canvas at the image's own size: opaque = keep, transparent = repaint
+  scale: 1, // display pixels per image pixel
+};
+
+function authHeaders() {
+  const key = $("api-key").value.trim();
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
+function mode() {
+  return document.querySelector("input[name=mode]:checked").value;
+}
+
+function setStatus(text) {
+  $("status").textContent = text;
+}
+
+function showError(body, status) {
+  const error = (body && body.error) || {};
+  $("error-message").textContent = error.message || `Request failed (HTTP ${status}).`;
+  $("error-param").textContent = error.param ? `parameter: ${error.param}` : "";
+  $("error").hidden = false;
+  setStatus("");
+}
+
+function clearOutput() {
+  $("error").hidden = true;
+  $("previews").replaceChildren();
+  $("results").replaceChildren();
+}
+
+async function loadModels() {
+  const response = await fetch("/v1/models", { headers: authHeaders() });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    showError(body, response.status);
+    return;
+  }
+  const select = $("model");
+  select.replaceChildren(
+    ...body.data.map((model) => new Option(model.id, model.id)),
+  );
+  if ([...select.options].some((option) => option.value === "gpt-image-1")) {
+    select.value = "gpt-image-1";
+  }
+}
+
+// The request fields, as the official clients send them; extensions only when set.
+function requestFields() {
+  const fields = {
+    prompt: $("prompt").value,
+    model: $("model").value,
+    size: $("size").value.trim() || "auto",
+    quality: $("quality").value,
+    n: Number($("n").value || 1),
+    output_format: $("output-format").value,
+    background: $("background").value,
+  };
+  if ($("seed").value !== "") fields.seed = Number($("seed").value);
+  if ($("negative-prompt").value.trim()) fields.negative_prompt = $("negative-prompt").value.trim();
+  const partials = Number($("partial-images").value);
+  if (partials > 0) {
+    fields.stream = true;
+    fields.partial_images = partials;
+  }
+  return fields;
+}
+
+function dataUrl(b64, format) {
+  return `data:image/${format};base64,${b64}`;
+}
+
+function addPreview(event) {
+  const img = document.createElement("img");
+  img.className = "preview";
+  img.src = dataUrl(event.b64_json, event.output_format);
+  img.dataset.index = event.partial_image_index;
+  img.alt = `preview ${event.partial_image_index}`;
+  $("previews").append(img);
+  setStatus(`Preview ${event.partial_image_index + 1} received…`);
+}
+
+function addResult(b64, format, seed, index) {
+  const card = document.createElement("figure");
+  card.className = "result";
+  const img = document.createElement("img");
+  img.src = dataUrl(b64, format);
+  img.alt = `image ${index + 1}`;
+  const caption = document.createElement("figcaption");
+  const link = document.createElement("a");
+  link.href = img.src;
+  link.download = `pixelsmith-${seed ?? index}.${format === "jpeg" ? "jpg" : format}`;
+  link.textContent = "Download";
+  caption.append(seed === undefined ? "" : `seed ${seed} `, link);
+  if (seed !== undefined) card.dataset.seed = seed;
+  card.append(img, caption);
+  $("results").append(card);
+}
+
+// Server-sent events from a fetch body: `event:` + one `data:` line, a blank line after each.
+async function readEvents(response, onEvent) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const data = block
+        .split("\n")
+        .filter((line) => line.startsWith("data:"))
+        .map((line) => line.slice(5).trimStart())
+        .join("\n");
+      if (data) onEvent(JSON.parse(data));
+    }
+  }
+}
+
+async function send(url, init, outputFormat) {
+  const started = performance.now();
+  const response = await fetch(url, init);
+  if (!response.ok) {
+    showError(await response.json().catch(() => ({})), response.status);
+    return;
+  }
+  const type = response.headers.get("content-type") || "";
+  let count = 0;
+  if (type.startsWith("text/event-stream")) {
+    await readEvents(response, (event) => {
+      if (event.error) {
+        showError(event);
+      } else if (event.type.endsWith(".partial_image")) {
+        addPreview(event);
+      } else if (event.type.endsWith(".completed")) {
+        addResult(event.b64_json, event.output_format, event.seed, count++);
+      }
+    });
+  } else {
+    const body = await response.json();
+    body.data.forEach((item, index) => addResult(item.b64_json, body.output_format || outputFormat, item.seed, index));
+    count = body.data.length;
+  }
+  if (count) setStatus(`${count} image${count > 1 ? "s" : ""} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+}
+
+async function submit(event) {
+  event.preventDefault();
+  clearOutput();
+  const fields = requestFields();
+  $("submit").disabled = true;
+  setStatus("Working…");
+  try {
+    if (mode() === "generate") {
+      await send(
+        "/v1/images/generations",
+        {
+          method: "POST",
+          headers: { "Content-Type": "application/json", ...authHeaders() },
+          body: JSON.stringify(fields),
+        },
+        fields.output_format,
+      );
+    } else {
+      if (!edit.file) {
+        showError({ error: { message: "Choose an image to edit first.", param: "image" } });
+        return;
+      }
+      const form = new FormData();
+      form.append("image", edit.file, edit.file.name);
+      const mask = await new Promise((resolve) => edit.mask.toBlob(resolve, "image/png"));
+      form.append("mask", mask, "mask.png");
+      for (const [name, value] of Object.entries(fields)) form.append(name, String(value));
+      await send("/v1/images/edits", { method: "POST", headers: authHeaders(), body: form }, fields.output_format);
+    }
+  } catch (error) {
+    showError({ error: { message: `Could not reach the server: ${error.message}` } });
+  } finally {
+    $("submit").disabled = false;
+  }
+}
+
+// --- Edit mode: the image, and a mask painted with a brush ---------------------------------
+
+function drawEditCanvas() {
+  const canvas = $("edit-canvas");
+  const context = canvas.getContext("2d");
+  context.clearRect(0, 0, canvas.width, canvas.height);
+  context.drawImage(edit.image, 0, 0, canvas.width, canvas.height);
+  // The painted area, shown in translucent red: where the mask is transparent.
+  const overlay = document.createElement("canvas");
+  overlay.width = edit.mask.width;
+  overlay.height = edit.mask.height;
+  const overlayContext = overlay.getContext("2d");
+  overlayContext.fillStyle = "rgba(230, 30, 60, 0.5)";
+  overlayContext.fillRect(0, 0, overlay.width, overlay.height);
+  overlayContext.globalCompositeOperation = "destination-out";
+  overlayContext.drawImage(edit.mask, 0, 0);
+  context.drawImage(overlay, 0, 0, canvas.width, canvas.height);
+}
+
+function resetMask() {
+  const context = edit.mask.getContext("2d");
+  context.globalCompositeOperation = "source-over";
+  context.fillStyle = "#000";
+  context.fillRect(0, 0, edit.mask.width, edit.mask.height);
+  drawEditCanvas();
+}
+
+async function loadEditImage(file) {
+  const image = new Image();
+  image.src = URL.createObjectURL(file);
+  await image.decode();
+  edit.file = file;
+  edit.image = image;
+  edit.mask = document.createElement("canvas");
+  edit.mask.width = image.naturalWidth;
+  edit.mask.height = image.naturalHeight;
+  edit.scale = Math.min(1, 512 / image.naturalWidth);
+  const canvas = $("edit-canvas");
+  canvas.width = Math.round(image.naturalWidth * edit.scale);
+  canvas.height = Math.round(image.naturalHeight * edit.scale);
+  resetMask();
+}
+
+function paintAt(event, from) {
+  const rect = $("edit-canvas").getBoundingClientRect();
+  const toImage = (x, y) => [(x - rect.left) / edit.scale, (y - rect.top) / edit.scale];
+  const [x, y] = toImage(event.clientX, event.clientY);
+  const context = edit.mask.getContext("2d");
+  context.globalCompositeOperation = "destination-out"; // transparent = repaint here
+  context.lineCap = "round";
+  context.lineJoin = "round";
+  context.lineWidth = Number($("brush-size").value) / edit.scale;
+  context.beginPath();
+  context.moveTo(...(from || [x, y]));
+  context.lineTo(x, y);
+  context.stroke();
+  drawEditCanvas();
+  return [x, y];
+}
+
+function setUpBrush() {
+  const canvas = $("edit-canvas");
+  let last = null;
+  canvas.addEventListener("pointerdown", (event) => {
+    if (!edit.mask) return;
+    canvas.setPointerCapture(event.pointerId);
+    last = paintAt(event, null);
+  });
+  canvas.addEventListener("pointermove", (event) => {
+    if (last) last = paintAt(event, last);
+  });
+  const stop = () => {
+    last = null;
+  };
+  canvas.addEventListener("pointerup", stop);
+  canvas.addEventListener("pointercancel", stop);
+}
+
+function setUp() {
+  $("api-key").value = localStorage.getItem(KEY_STORAGE) || "";
+  $("api-key").addEventListener("change", () => {
+    localStorage.setItem(KEY_STORAGE, $("api-key").value.trim());
+    loadModels();
+  });
+  for (const radio of document.querySelectorAll("input[name=mode]")) {
+    radio.addEventListener("change", () => {
+      const editing = mode() === "edit";
+      $("edit-panel").hidden = !editing;
+      $("submit").textContent = editing ? "Edit" : "Generate";
+    });
+  }
+  $("image-file").addEventListener("change", (event) => {
+    const [file] = event.target.files;
+    if (file) loadEditImage(file);
+  });
+  $("clear-mask").addEventListener("click", () => edit.mask && resetMask());
+  setUpBrush();
+  $("request-form").addEventListener("submit", submit);
+  loadModels();
+  document.body.dataset.ready = "true";
+}
+
+setUp();
