@@ -42,6 +42,9 @@ def test_generate_writes_files_and_prints_seeds(cache_dir: Path, tmp_path: Path)
         cache_dir=cache_dir,
     )
     assert result.returncode == 0, result.stderr
+    # Progress bars on stderr: loading the model, then the denoising steps.
+    assert "Loading pipeline components" in result.stderr
+    assert "denoising: 100%" in result.stderr
     for index, seed in ((1, 7), (2, 8)):
         path = tmp_path / f"fox-{index}.webp"
         assert f"seed {seed}" in result.stdout and str(path) in result.stdout

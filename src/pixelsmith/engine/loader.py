@@ -466,7 +466,8 @@ def _finish_loading(
     speed: SpeedOptions,
 ) -> LoadedPipeline:
     """What every pipeline gets once its weights are on the device, however it was made."""
-    pipeline.set_progress_bar_config(disable=not show_progress)
+    # The CLI shows a bar per denoising run; the server does not (one per request in its log).
+    pipeline.set_progress_bar_config(disable=not show_progress, desc="denoising")
     tiny_vae = preview_decoder = None
     vae = getattr(pipeline, "vae", None)
     latent_channels = getattr(getattr(vae, "config", None), "latent_channels", None)
