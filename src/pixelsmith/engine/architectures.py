@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import threading
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -31,6 +32,8 @@ import torch
 from pixelsmith.engine.tiny import byte_level_clip_tokenizer
 
 ARCH_SEED = 0
+# The default dtype and the RNG seed are process-wide: one build at a time.
+_BUILD_LOCK = threading.Lock()
 
 # transformers model class -> its config class
 _TEXT_CONFIGS = {
@@ -130,6 +133,30 @@ def build_pipeline(
             parts[name] = _tokenizer(part)
         elif name == "scheduler":
             parts[name] = getattr(diffusers, part["class"])(**part.get("config", {}))
+    with _BUILD_LOCK:
+        _build_modules(components, parts, dtype=dtype, device=device)
+    pipeline_class = getattr(diffusers, description["pipeline"])
+    signature = inspect.signature(pipeline_class.__init__)
+    for name, parameter in signature.parameters.items():
+        if name == "requires_safety_checker":
+            parts[name] = False
+        elif name not in parts and name != "self" and parameter.default is inspect.Parameter.empty:
+            parts[name] = None  # safety checker, feature extractor: optional parts left out
+    return pipeline_class(**parts)
+
+
+def _build_modules(
+    components: dict[str, dict[str, Any]],
+    parts: dict[str, Any],
+    *,
+    dtype: torch.dtype,
+    device: torch.device | str,
+) -> None:
+    """The weighted components, seeded, made in `dtype` on `device`. Another thread that makes
+    tensors meanwhile sees the changed default dtype: builds happen at startup or on a lazy
+    model's first load, and take this module's lock."""
+    import diffusers
+
     generator_state = torch.random.get_rng_state()
     default_dtype = torch.get_default_dtype()
     torch.manual_seed(ARCH_SEED)
@@ -147,11 +174,3 @@ def build_pipeline(
     finally:
         torch.set_default_dtype(default_dtype)
         torch.random.set_rng_state(generator_state)
-    pipeline_class = getattr(diffusers, description["pipeline"])
-    signature = inspect.signature(pipeline_class.__init__)
-    for name, parameter in signature.parameters.items():
-        if name == "requires_safety_checker":
-            parts[name] = False
-        elif name not in parts and name != "self" and parameter.default is inspect.Parameter.empty:
-            parts[name] = None  # safety checker, feature extractor: optional parts left out
-    return pipeline_class(**parts)
