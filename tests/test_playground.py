@@ -139,7 +139,9 @@ def test_the_api_key_stays_in_the_browser_and_is_sent_as_bearer(page: Page):
     page.click("summary")
     page.fill("#api-key", "sk-local-test")
     page.locator("#api-key").dispatch_event("change")
-    assert page.evaluate("localStorage.getItem('pixelsmith.apiKey')") == "sk-local-test"
+    # Kept for this tab only: no other page of the origin (the API docs) can read it.
+    assert page.evaluate("sessionStorage.getItem('pixelsmith.apiKey')") == "sk-local-test"
+    assert page.evaluate("localStorage.length") == 0
     page.fill("#prompt", "a cat")
     page.fill("#size", "64x64")
     page.select_option("#partial-images", "0")
@@ -213,3 +215,39 @@ def test_screenshot_for_the_docs(page: Page, tmp_path: Path):
     page.screenshot(path=str(target), full_page=True)
     with Image.open(target) as shot:
         assert shot.size[0] == 1200
+
+
+def test_strokes_on_a_wide_image_land_where_they_are_drawn_and_no_strokes_send_no_mask(
+    page: Page, recorder: RecordingEdits, tmp_path: Path
+):
+    source = tmp_path / "wide.png"
+    Image.new("RGB", (1024, 512), (30, 120, 200)).save(source)
+    page.check("input[name=mode][value=edit]")
+    page.set_input_files("#image-file", str(source))
+    canvas = page.locator("#edit-canvas")
+    expect(canvas).to_have_attribute("width", "512")
+    page.fill("#prompt", "a meadow")
+    page.fill("#size", "auto")
+    page.select_option("#partial-images", "0")
+    # Nothing painted: no mask, the whole image is redrawn.
+    page.click("#submit")
+    expect(page.locator("#results figure.result")).to_have_count(1)
+    content_type, body = recorder.edits[-1]
+    assert "mask" not in _multipart_files(body, content_type)
+    # The form column shows the canvas narrower than its 512-pixel buffer.
+    box = canvas.bounding_box()
+    assert box is not None and box["width"] < 512
+    scale = box["width"] / 1024  # screen pixels per image pixel
+    page.mouse.move(box["x"] + 200 * scale, box["y"] + 256 * scale)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 800 * scale, box["y"] + 256 * scale, steps=12)
+    page.mouse.up()
+    page.click("#submit")
+    expect(page.locator("#results figure.result")).to_have_count(1)
+    content_type, body = recorder.edits[-1]
+    mask = np.asarray(Image.open(io.BytesIO(_multipart_files(body, content_type)["mask"])))
+    alpha = mask[..., 3]
+    assert alpha.shape == (512, 1024)
+    assert (alpha[256, 220:780] == 0).all()  # under the stroke, in image pixels
+    assert (alpha[256, :150] == 255).all() and (alpha[256, 850:] == 255).all()
+    assert (alpha[150, :] == 255).all()

@@ -70,7 +70,6 @@ def _add_image_options(parser: argparse.ArgumentParser, *, default_output: str) 
     parser.add_argument("-n", type=int, default=None, help="Number of images (1-10).")
     parser.add_argument("--size", help="WIDTHxHEIGHT or auto.")
     parser.add_argument("--quality", help="auto, low, medium, high (or standard, hd).")
-    parser.add_argument("--style", help="vivid or natural (dall-e-3 style prompt rewrite).")
     parser.add_argument("--output-format", help="png, jpeg or webp.")
     parser.add_argument("--output-compression", type=int, help="0-100, for jpeg and webp.")
     parser.add_argument("--background", help="auto, opaque or transparent.")
@@ -105,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate = commands.add_parser("generate", help="Generate images in-process, no server.")
     generate.add_argument("prompt", help="What to draw.")
     _add_image_options(generate, default_output="image.png")
+    generate.add_argument("--style", help="vivid or natural (dall-e-3 style prompt rewrite).")
     add_settings_flags(generate)
 
     edit = commands.add_parser(
@@ -165,6 +165,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     app = create_app(settings, engine=engine, moderator=moderator)
     shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    if ":" in shown_host:  # an IPv6 address in a URL goes in brackets
+        shown_host = f"[{shown_host}]"
     base = settings.public_base_url or f"http://{shown_host}:{settings.port}"
     print(f"pixelsmith {__version__}")
     print(f"  playground:  {base}/playground")
@@ -223,13 +225,24 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
 
     engine = Engine(settings, show_progress=True)  # download, load and denoising progress bars
 
+    # Input files are read and checked before the model loads, which may take minutes.
+    try:
+        uploaded = read_image(Path(args.image).read_bytes(), param="image") if editing else None
+        mask = None
+        if editing and args.mask:
+            assert uploaded is not None
+            mask = read_mask(Path(args.mask).read_bytes(), size=uploaded.image.size)
+    except APIError as exc:
+        print(f"pixelsmith: {exc.message}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"pixelsmith: {exc}", file=sys.stderr)
+        return 1
+
     def prepare(service: ImageService) -> tuple[PreparedGeneration, list[Any]]:
         if not isinstance(request, CreateImageEditRequest):
             return service.prepare(request), []
-        uploaded = read_image(Path(args.image).read_bytes(), param="image")
-        mask = None
-        if args.mask:
-            mask = read_mask(Path(args.mask).read_bytes(), size=uploaded.image.size)
+        assert uploaded is not None
         return service.prepare_edit(request, [uploaded], mask), [uploaded.image]
 
     async def run(service: ImageService) -> list[dict[str, Any]]:
@@ -261,9 +274,6 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
     except APIError as exc:
         where = f" (parameter {exc.param})" if exc.param else ""
         print(f"pixelsmith: {exc.message}{where}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # an input file that cannot be read
-        print(f"pixelsmith: {exc}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps({"images": written}))

@@ -12,10 +12,12 @@ from starlette.staticfiles import StaticFiles
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 # The page talks only to this server and loads nothing from elsewhere; images arrive as data:
-# URLs. An API key typed into it cannot be sent to another origin by injected content.
+# URLs. Injected content could not send an API key typed into it to another origin. (The key
+# itself is kept in the tab's sessionStorage, which other pages of the origin cannot read.)
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
 )
 
 router = APIRouter(include_in_schema=False)

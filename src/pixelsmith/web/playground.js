@@ -3,12 +3,15 @@
 
 const $ = (id) => document.getElementById(id);
 const KEY_STORAGE = "pixelsmith.apiKey";
+// sessionStorage: the key lives as long as this tab, and no other page of the origin (such as
+// the API docs, which load scripts from a CDN) can read it.
+const keyStore = window.sessionStorage;
 
 const edit = {
   file: null, // the uploaded File, sent as is
   image: null, // HTMLImageElement of it
   mask: null, // canvas at the image's own size: opaque = keep, transparent = repaint
-  scale: 1, // display pixels per image pixel
+  painted: false, // without strokes no mask is sent: the whole image is redrawn
 };
 
 function authHeaders() {
@@ -39,12 +42,19 @@ function clearOutput() {
 }
 
 async function loadModels() {
-  const response = await fetch("/v1/models", { headers: authHeaders() });
+  let response;
+  try {
+    response = await fetch("/v1/models", { headers: authHeaders() });
+  } catch (error) {
+    showError({ error: { message: `Could not reach the server: ${error.message}` } });
+    return;
+  }
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
     showError(body, response.status);
     return;
   }
+  $("error").hidden = true; // a key entered after a 401: the error is resolved
   const select = $("model");
   select.replaceChildren(
     ...body.data.map((model) => new Option(model.id, model.id)),
@@ -84,7 +94,7 @@ function addPreview(event) {
   img.className = "preview";
   img.src = dataUrl(event.b64_json, event.output_format);
   img.dataset.index = event.partial_image_index;
-  img.alt = `preview ${event.partial_image_index}`;
+  img.alt = `preview ${event.partial_image_index + 1}`;
   $("previews").append(img);
   setStatus(`Preview ${event.partial_image_index + 1} received…`);
 }
@@ -113,7 +123,7 @@ async function readEvents(response, onEvent) {
   for (;;) {
     const { value, done } = await reader.read();
     if (done) break;
-    buffer += value;
+    buffer += value.replace(/\r\n?/g, "\n"); // a proxy may send CRLF line ends
     let end;
     while ((end = buffer.indexOf("\n\n")) >= 0) {
       const block = buffer.slice(0, end);
@@ -123,7 +133,15 @@ async function readEvents(response, onEvent) {
         .filter((line) => line.startsWith("data:"))
         .map((line) => line.slice(5).trimStart())
         .join("\n");
-      if (data) onEvent(JSON.parse(data));
+      if (!data) continue;
+      let event;
+      try {
+        event = JSON.parse(data);
+      } catch {
+        showError({ error: { message: "The server sent an event that is not JSON." } });
+        continue;
+      }
+      onEvent(event);
     }
   }
 }
@@ -138,15 +156,19 @@ async function send(url, init, outputFormat) {
   const type = response.headers.get("content-type") || "";
   let count = 0;
   if (type.startsWith("text/event-stream")) {
+    let failed = false;
     await readEvents(response, (event) => {
+      const type = String(event.type || "");
       if (event.error) {
+        failed = true;
         showError(event);
-      } else if (event.type.endsWith(".partial_image")) {
+      } else if (type.endsWith(".partial_image")) {
         addPreview(event);
-      } else if (event.type.endsWith(".completed")) {
+      } else if (type.endsWith(".completed")) {
         addResult(event.b64_json, event.output_format, event.seed, count++);
       }
     });
+    if (!count && !failed) setStatus("The stream ended without an image.");
   } else {
     const body = await response.json();
     body.data.forEach((item, index) => addResult(item.b64_json, body.output_format || outputFormat, item.seed, index));
@@ -179,8 +201,10 @@ async function submit(event) {
       }
       const form = new FormData();
       form.append("image", edit.file, edit.file.name);
-      const mask = await new Promise((resolve) => edit.mask.toBlob(resolve, "image/png"));
-      form.append("mask", mask, "mask.png");
+      if (edit.painted) {
+        const mask = await new Promise((resolve) => edit.mask.toBlob(resolve, "image/png"));
+        form.append("mask", mask, "mask.png");
+      }
       for (const [name, value] of Object.entries(fields)) form.append(name, String(value));
       await send("/v1/images/edits", { method: "POST", headers: authHeaders(), body: form }, fields.output_format);
     }
@@ -211,6 +235,7 @@ function drawEditCanvas() {
 }
 
 function resetMask() {
+  edit.painted = false;
   const context = edit.mask.getContext("2d");
   context.globalCompositeOperation = "source-over";
   context.fillStyle = "#000";
@@ -220,33 +245,45 @@ function resetMask() {
 
 async function loadEditImage(file) {
   const image = new Image();
-  image.src = URL.createObjectURL(file);
-  await image.decode();
+  const url = URL.createObjectURL(file);
+  image.src = url;
+  try {
+    await image.decode();
+  } catch {
+    showError({ error: { message: `${file.name} is not an image this browser can open.`, param: "image" } });
+    return;
+  } finally {
+    URL.revokeObjectURL(url); // decoded: the pixels stay with the element
+  }
   edit.file = file;
   edit.image = image;
   edit.mask = document.createElement("canvas");
   edit.mask.width = image.naturalWidth;
   edit.mask.height = image.naturalHeight;
-  edit.scale = Math.min(1, 512 / image.naturalWidth);
+  // The drawing buffer at most 512 px on its longer side; CSS may shrink it further.
+  const scale = Math.min(1, 512 / Math.max(image.naturalWidth, image.naturalHeight));
   const canvas = $("edit-canvas");
-  canvas.width = Math.round(image.naturalWidth * edit.scale);
-  canvas.height = Math.round(image.naturalHeight * edit.scale);
+  canvas.width = Math.round(image.naturalWidth * scale);
+  canvas.height = Math.round(image.naturalHeight * scale);
   resetMask();
 }
 
 function paintAt(event, from) {
+  // Displayed size, not the drawing buffer's: the layout may scale the canvas.
   const rect = $("edit-canvas").getBoundingClientRect();
-  const toImage = (x, y) => [(x - rect.left) / edit.scale, (y - rect.top) / edit.scale];
-  const [x, y] = toImage(event.clientX, event.clientY);
+  const scale = rect.width / edit.mask.width; // screen pixels per image pixel
+  const x = (event.clientX - rect.left) / scale;
+  const y = (event.clientY - rect.top) / scale;
   const context = edit.mask.getContext("2d");
   context.globalCompositeOperation = "destination-out"; // transparent = repaint here
   context.lineCap = "round";
   context.lineJoin = "round";
-  context.lineWidth = Number($("brush-size").value) / edit.scale;
+  context.lineWidth = Number($("brush-size").value) / scale; // the brush size is on screen
   context.beginPath();
   context.moveTo(...(from || [x, y]));
   context.lineTo(x, y);
   context.stroke();
+  edit.painted = true;
   drawEditCanvas();
   return [x, y];
 }
@@ -270,9 +307,9 @@ function setUpBrush() {
 }
 
 function setUp() {
-  $("api-key").value = localStorage.getItem(KEY_STORAGE) || "";
+  $("api-key").value = keyStore.getItem(KEY_STORAGE) || "";
   $("api-key").addEventListener("change", () => {
-    localStorage.setItem(KEY_STORAGE, $("api-key").value.trim());
+    keyStore.setItem(KEY_STORAGE, $("api-key").value.trim());
     loadModels();
   });
   for (const radio of document.querySelectorAll("input[name=mode]")) {
