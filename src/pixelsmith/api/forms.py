@@ -86,6 +86,10 @@ async def read_form_files(
     return files, text
 
 
+# OpenAI's limit for `image_url` (a URL or a base64 data: URL) in JSON edits.
+MAX_IMAGE_URL_CHARS = 20_971_520
+
+
 async def image_ref_bytes(reference: Any, param: str, fetcher: ImageFetcher | None) -> bytes:
     """The bytes of a JSON `{"image_url": ...}` reference: a base64 data: URL, or an http(s)
     URL when the operator turned fetching on (`fetcher`); see fetch.py for its safeguards."""
@@ -107,6 +111,13 @@ async def image_ref_bytes(reference: Any, param: str, fetcher: ImageFetcher | No
             f"Missing required parameter: '{param}.image_url'.",
             param=f"{param}.image_url",
             code="missing_required_parameter",
+        )
+    if len(url) > MAX_IMAGE_URL_CHARS:
+        raise InvalidRequestError(
+            f"Invalid '{param}.image_url': {len(url)} characters is over the limit of "
+            f"{MAX_IMAGE_URL_CHARS}.",
+            param=f"{param}.image_url",
+            code="string_above_max_length",
         )
     header, _, data = url.partition(",")
     if url.startswith(("http://", "https://")):

@@ -16,7 +16,13 @@ from PIL import Image
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Message
 
-from pixelsmith.api.forms import MAX_IMAGES, image_ref_bytes, read_form_files, validate
+from pixelsmith.api.forms import (
+    MAX_IMAGE_URL_CHARS,
+    MAX_IMAGES,
+    image_ref_bytes,
+    read_form_files,
+    validate,
+)
 from pixelsmith.api.protocol import (
     CreateImageEditRequest,
     CreateImageRequest,
@@ -170,16 +176,22 @@ async def get_image_file(
     )
 
 
-# The largest body an edit may have: 16 images of 50 MB, a mask, and base64's 4/3 for JSON.
-MAX_EDIT_BODY_BYTES = (MAX_IMAGES + 1) * MAX_UPLOAD_BYTES * 4 // 3
+# The largest body an edit may have. Multipart: 16 images of 50 MB and a mask. JSON: 16 image
+# URLs and a mask of at most MAX_IMAGE_URL_CHARS each (the spec's limit), and the other fields.
+MAX_EDIT_BODY_BYTES = (MAX_IMAGES + 1) * MAX_UPLOAD_BYTES
+MAX_JSON_EDIT_BODY_BYTES = (MAX_IMAGES + 1) * MAX_IMAGE_URL_CHARS + 1_000_000
 
 
 def _size_limited(request: Request) -> Request:
     """The request, refusing a body over the limit: by Content-Length before reading, and by
-    counting as it arrives for chunked bodies, which announce no length."""
+    counting as it arrives for chunked bodies, which announce no length. JSON bodies are held
+    in memory whole, so their limit is the spec's own, far below the multipart one (multipart
+    files spool to disk)."""
+    is_json = request.headers.get("content-type", "").startswith("application/json")
+    limit = MAX_JSON_EDIT_BODY_BYTES if is_json else MAX_EDIT_BODY_BYTES
     length = request.headers.get("content-length", "")
-    limit_mb = MAX_EDIT_BODY_BYTES // 10**6
-    if length.isdigit() and int(length) > MAX_EDIT_BODY_BYTES:
+    limit_mb = limit // 10**6
+    if length.isdigit() and int(length) > limit:
         raise PayloadTooLargeError(
             f"The request body is {int(length) / 1e6:.0f} MB; the limit is {limit_mb} MB."
         )
@@ -190,7 +202,7 @@ def _size_limited(request: Request) -> Request:
         message = await request.receive()
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
-            if received > MAX_EDIT_BODY_BYTES:
+            if received > limit:
                 raise PayloadTooLargeError(f"The request body is over the {limit_mb} MB limit.")
         return message
 
