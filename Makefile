@@ -1,7 +1,7 @@
 # Two commands for a fresh machine:
 #   make run    install into .venv and serve the API (ARGS="--model tiny" to run offline)
-#   make test   install into .venv (and Debian's chromium for the browser tests) and run the
-#               whole test suite
+#   make test   install into .venv (plus Debian's chromium for the browser tests and the npm
+#               openai client for the Node test) and run the whole test suite
 #
 # torch is installed first, pinned, so that pip never resolves a newer build on its own. With
 # no NVIDIA GPU (no nvidia-smi) the CPU build is taken: from a local wheel or pip's configured
@@ -19,7 +19,7 @@ ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.pixelsmith-installed
 
-.PHONY: install run test lint browser clean
+.PHONY: install run test lint browser node clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,15 @@ install: $(STAMP)
 run: install
 	$(BIN)/pixelsmith serve $(ARGS)
 
-test: install lint browser
+test: install lint browser node
 	$(BIN)/python -m pytest $(ARGS)
+
+# The official npm `openai` client, for tests/test_node_client.py (Node.js and npm needed).
+NODE_CLIENT := tests/node/node_modules/openai/package.json
+node: $(NODE_CLIENT)
+$(NODE_CLIENT): tests/node/package-lock.json
+	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 # The playground's browser tests drive Debian's chromium through Playwright (no browser
 # download): installed here when missing, as root or through sudo.
@@ -53,4 +60,4 @@ lint: install
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info
+	rm -rf $(VENV) build dist src/*.egg-info tests/node/node_modules
