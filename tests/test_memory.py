@@ -19,8 +19,10 @@ from pixelsmith.settings import ModelConfig
 
 
 def test_models_load_on_demand_and_the_budget_unloads_the_least_recently_used(
-    cache_dir: Path, tmp_path: Path
+    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
+    import pixelsmith.engine.engine
+
     probe = Engine(make_settings(cache_dir, tmp_path))
     probe.load()
     tiny_bytes = probe.pipeline(probe.registry.default).weight_bytes
@@ -34,6 +36,14 @@ def test_models_load_on_demand_and_the_budget_unloads_the_least_recently_used(
         moderation_semantic="off",
     )
     engine = Engine(settings)
+    loads: list[tuple[str, list[str]]] = []
+    real_load_pipeline = pixelsmith.engine.engine.load_pipeline
+
+    def recording_load_pipeline(spec, **options):
+        loads.append((spec.id, engine.loaded_ids))
+        return real_load_pipeline(spec, **options)
+
+    monkeypatch.setattr(pixelsmith.engine.engine, "load_pipeline", recording_load_pipeline)
     with RunningServer(create_app(settings, engine=engine)) as running:
         assert engine.loaded_ids == []  # nothing loaded at startup
         with openai.OpenAI(base_url=f"{running.base_url}/v1", api_key="x", max_retries=0) as client:
@@ -49,6 +59,8 @@ def test_models_load_on_demand_and_the_budget_unloads_the_least_recently_used(
             assert engine.loaded_ids == ["second"]  # first was unloaded to fit the budget
             generate("first")
             assert engine.loaded_ids == ["first"]
+    # The second load of "first" (size known) made room before loading, not after.
+    assert loads == [("first", []), ("second", ["first"]), ("first", [])]
 
 
 def test_memory_switches_are_applied_and_large_images_still_decode(cache_dir: Path, tmp_path: Path):

@@ -43,6 +43,7 @@ class Engine:
         self._workers: dict[str, PipelineWorker] = {}
         self._last_used: dict[str, float] = {}
         self._running: dict[str, int] = {}  # batches in flight per model: never unloaded
+        self._known_bytes: dict[str, int] = {}  # weight sizes of models loaded before
         # One load at a time (it may take minutes); the short state changes (which models are
         # loaded and running, unloading) under their own lock, so runs never wait for a load.
         self._load_lock = threading.Lock()
@@ -67,6 +68,10 @@ class Engine:
         with self._load_lock:
             if spec.id in self._pipelines:
                 return self._pipelines[spec.id]
+            # A model loaded before has a known size: make room first, so that the old
+            # models and the new one are never in memory together over the budget.
+            with self._state_lock:
+                self._fit_budget(keep=spec.id, incoming=self._known_bytes.get(spec.id, 0))
             loaded = load_pipeline(
                 spec,
                 cache_dir=self.settings.cache_dir,
@@ -81,16 +86,18 @@ class Engine:
                 self._warm_up(loaded)
             with self._state_lock:
                 self._pipelines[spec.id] = loaded
+                self._known_bytes[spec.id] = loaded.weight_bytes
                 self._last_used[spec.id] = time.monotonic()
                 self._fit_budget(keep=spec.id)
             return loaded
 
-    def _fit_budget(self, *, keep: str) -> None:
-        """Unload least recently used idle models until the loaded weights fit the budget."""
+    def _fit_budget(self, *, keep: str, incoming: int = 0) -> None:
+        """Unload least recently used idle models until the loaded weights, plus `incoming`
+        bytes about to load, fit the budget."""
         budget = self.settings.memory_budget_gb
         if not budget:
             return
-        limit = budget * 2**30
+        limit = budget * 2**30 - incoming
         while (total := sum(p.weight_bytes for p in self._pipelines.values())) > limit:
             idle = [
                 model_id
