@@ -211,6 +211,7 @@ def test_extensions_change_the_work_done(client):
         ({"response_format": "jpeg"}, "response_format"),
         ({"style": "cubist"}, "style"),
         ({"stream": True, "response_format": "url"}, "response_format"),
+        ({"stream": True, "model": "dall-e-3"}, "stream"),  # GPT image models only, as on OpenAI
         ({"partial_images": 4}, "partial_images"),
         ({"prompt": ""}, "prompt"),
         ({"prompt": "x" * 32001}, "prompt"),

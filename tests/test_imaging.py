@@ -46,3 +46,32 @@ def test_webp_keeps_alpha():
     decoded = Image.open(io.BytesIO(encode_image(image, "webp", 100)))
     assert decoded.mode == "RGBA"
     assert np.array_equal(np.asarray(decoded)[..., 3], np.asarray(image)[..., 3])
+
+
+def _blank_png(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("1", (width, height)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "size",
+    [(5000, 5000), (10000, 10000), (14000, 14000)],  # ours; past Pillow's warning; its error
+)
+def test_pixel_bombs_are_refused_from_their_header_on_any_thread(size):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pixelsmith.api.uploads import read_image
+    from pixelsmith.errors import InvalidRequestError
+
+    data = _blank_png(*size)
+
+    def attempt(_: int) -> str:
+        try:
+            read_image(data, param="image")
+        except InvalidRequestError as error:
+            return str(error.code)
+        return "accepted"
+
+    with ThreadPoolExecutor(4) as pool:
+        assert set(pool.map(attempt, range(8))) == {"image_too_large"}

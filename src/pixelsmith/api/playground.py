@@ -25,7 +25,9 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/")
 async def root() -> Response:
-    return RedirectResponse("/playground", status_code=307)
+    # Relative, like every URL in the page: it works behind a proxy that mounts the server
+    # under a path prefix.
+    return RedirectResponse("playground", status_code=307)
 
 
 @router.get("/playground")

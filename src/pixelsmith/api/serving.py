@@ -219,6 +219,12 @@ class ImageService:
                 param="background",
                 code="invalid_value",
             )
+        if request.stream and rules.family in ("dall-e-2", "dall-e-3"):
+            raise InvalidRequestError(
+                f"stream is only supported for GPT image models, not {model_name}.",
+                param="stream",
+                code="unsupported_parameter",
+            )
         if request.stream and request.response_format == "url":
             raise InvalidRequestError(
                 "response_format 'url' cannot be streamed: stream events carry b64_json. Omit "

@@ -48,6 +48,12 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
+# Pillow warns about images past its own bomb limit (89 million pixels) as it opens them; the
+# check in read_image, right after the header is read, refuses far smaller ones (MAX_PIXELS).
+# Set once here rather than with warnings.catch_warnings per call, which is not thread-safe.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
 def read_image(data: bytes, *, param: str, max_bytes: int = MAX_UPLOAD_BYTES) -> UploadedImage:
     if len(data) > max_bytes:
         raise PayloadTooLargeError(
@@ -68,13 +74,10 @@ def read_image(data: bytes, *, param: str, max_bytes: int = MAX_UPLOAD_BYTES) ->
             code="unsupported_file_mimetype",
         )
     try:
-        with warnings.catch_warnings():
-            # Pillow warns, then raises, past its own bomb limit; ours is stricter.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            opened = Image.open(io.BytesIO(data))
-            if opened.width * opened.height > MAX_PIXELS:
-                raise Image.DecompressionBombError(f"{opened.width}x{opened.height}")
-            opened.load()
+        opened = Image.open(io.BytesIO(data))  # reads the header only
+        if opened.width * opened.height > MAX_PIXELS:
+            raise Image.DecompressionBombError(f"{opened.width}x{opened.height}")
+        opened.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InvalidRequestError(
             f"Invalid file '{param}': the image has too many pixels (more than "

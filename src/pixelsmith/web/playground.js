@@ -1,5 +1,6 @@
 // The pixelsmith playground: a page that calls the public OpenAI-compatible API, nothing else.
-// No build step: a plain ES module served with the package.
+// No build step: a plain ES module served with the package. URLs are relative to the page
+// (/playground), so the page works behind a proxy that mounts the server under a prefix.
 
 const $ = (id) => document.getElementById(id);
 const KEY_STORAGE = "pixelsmith.apiKey";
@@ -44,7 +45,7 @@ function clearOutput() {
 async function loadModels() {
   let response;
   try {
-    response = await fetch("/v1/models", { headers: authHeaders() });
+    response = await fetch("v1/models", { headers: authHeaders() });
   } catch (error) {
     showError({ error: { message: `Could not reach the server: ${error.message}` } });
     return;
@@ -186,7 +187,7 @@ async function submit(event) {
   try {
     if (mode() === "generate") {
       await send(
-        "/v1/images/generations",
+        "v1/images/generations",
         {
           method: "POST",
           headers: { "Content-Type": "application/json", ...authHeaders() },
@@ -206,7 +207,7 @@ async function submit(event) {
         form.append("mask", mask, "mask.png");
       }
       for (const [name, value] of Object.entries(fields)) form.append(name, String(value));
-      await send("/v1/images/edits", { method: "POST", headers: authHeaders(), body: form }, fields.output_format);
+      await send("v1/images/edits", { method: "POST", headers: authHeaders(), body: form }, fields.output_format);
     }
   } catch (error) {
     showError({ error: { message: `Could not reach the server: ${error.message}` } });
