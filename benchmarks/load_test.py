@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import RunningServer, make_settings  # noqa: E402
 
 from pixelsmith.app import create_app  # noqa: E402
-from pixelsmith.engine import Engine, GenerationJob  # noqa: E402
+from pixelsmith.builders import build_engine  # noqa: E402
+from pixelsmith.engine import GenerationJob  # noqa: E402
 from pixelsmith.engine.tiny import ensure_tiny_model  # noqa: E402
 from pixelsmith.settings import ModelConfig  # noqa: E402
 
@@ -108,7 +109,7 @@ def main() -> int:
         max_batch_size=4,
         batch_timeout=0.01,
     )
-    engine = Engine(settings)
+    engine = build_engine(settings)
     engine.load()
     results: list[Result] = []
     outcomes: Counter[str] = Counter()

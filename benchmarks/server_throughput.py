@@ -42,9 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import RunningServer, make_settings  # noqa: E402
 
 from pixelsmith.app import create_app  # noqa: E402
+from pixelsmith.builders import build_engine  # noqa: E402
 from pixelsmith.engine import Engine  # noqa: E402
 from pixelsmith.imaging import encode_image  # noqa: E402
-from pixelsmith.settings import ModelConfig, check_size_string  # noqa: E402
+from pixelsmith.settings import ModelConfig  # noqa: E402
+from pixelsmith.sizes import model_size  # noqa: E402
 
 PROMPT = "a lighthouse on a cliff at dusk, oil painting"
 
@@ -64,7 +66,8 @@ class InProcess:
 
     def images_per_second(self, size: str, batch: int, calls: int) -> tuple[float, float]:
         """(images/s, median seconds per call) for `calls` calls of `batch` images."""
-        width, height = check_size_string(size)
+        parsed = model_size(size)
+        width, height = parsed.width, parsed.height
         timings = []
         for call in range(calls + 1):  # the first call warms up
             started = time.perf_counter()
@@ -255,7 +258,7 @@ def main() -> None:
         batch_timeout=args.batch_timeout,
         max_queue_size=1000,
     )
-    engine = Engine(settings)
+    engine = build_engine(settings)
     engine.load()
     in_process = InProcess(engine, args.steps)
     with RunningServer(create_app(settings, engine=engine)) as server:

@@ -20,6 +20,7 @@ for name in list(os.environ):
         del os.environ[name]
 
 from pixelsmith.app import create_app  # noqa: E402
+from pixelsmith.builders import build_engine  # noqa: E402
 from pixelsmith.engine import Engine  # noqa: E402
 from pixelsmith.engine.tiny import ensure_tiny_model  # noqa: E402
 from pixelsmith.settings import Settings  # noqa: E402
@@ -51,7 +52,7 @@ def tiny_settings(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.fixture(scope="session")
 def tiny_engine(tiny_settings: Settings) -> Engine:
     """A loaded (not started) engine on the tiny model."""
-    engine = Engine(tiny_settings)
+    engine = build_engine(tiny_settings)
     engine.load()
     return engine
 

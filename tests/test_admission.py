@@ -12,7 +12,8 @@ from conftest import RunningServer, make_settings
 
 from pixelsmith.api.limits import KeyLimiter
 from pixelsmith.app import create_app
-from pixelsmith.engine import Engine, GenerationJob
+from pixelsmith.builders import build_engine
+from pixelsmith.engine import GenerationJob
 from pixelsmith.errors import RateLimitError
 
 
@@ -73,7 +74,7 @@ def check_rate_limits(one: openai.OpenAI, two: openai.OpenAI, wrong: openai.Open
 
 def test_concurrency_limit_per_client_through_the_official_client(cache_dir: Path, tmp_path: Path):
     settings = make_settings(cache_dir, tmp_path, max_concurrent_per_key=1)
-    engine = Engine(settings)
+    engine = build_engine(settings)
     engine.load()
     loaded = engine.pipeline(engine.registry.default)
     real_run_batch = loaded.run_batch

@@ -12,7 +12,8 @@ import pytest
 from conftest import RunningServer, make_settings
 
 from pixelsmith.app import create_app
-from pixelsmith.engine import Engine, GenerationJob
+from pixelsmith.builders import build_engine
+from pixelsmith.engine import GenerationJob
 
 
 def assert_envelope(response: httpx.Response, status: int, code: str | None = None) -> dict:
@@ -88,7 +89,7 @@ def test_internal_errors_say_nothing_internal_and_the_server_keeps_serving(
     cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     settings = make_settings(cache_dir, tmp_path)
-    engine = Engine(settings)
+    engine = build_engine(settings)
     engine.load()
     loaded = engine.pipeline(engine.registry.default)
     real_run_batch = loaded.run_batch
@@ -99,16 +100,16 @@ def test_internal_errors_say_nothing_internal_and_the_server_keeps_serving(
         return real_run_batch(jobs)
 
     loaded.run_batch = run_batch  # type: ignore[method-assign]
-    import pixelsmith.api.serving
+    import pixelsmith.service.output
 
-    real_encode = pixelsmith.api.serving.encode_image
+    real_encode = pixelsmith.service.output.encode_image
 
     def encode(image, output_format, compression=100):
         if output_format == "webp":
             raise OSError("secret /internal/encoder detail")
         return real_encode(image, output_format, compression)
 
-    monkeypatch.setattr(pixelsmith.api.serving, "encode_image", encode)
+    monkeypatch.setattr(pixelsmith.service.output, "encode_image", encode)
     with RunningServer(create_app(settings, engine=engine)) as running:
         with openai.OpenAI(base_url=f"{running.base_url}/v1", api_key="x", max_retries=0) as client:
             # The model fails: 503, and no retry, since the same request would fail again.
@@ -131,7 +132,7 @@ def test_internal_errors_say_nothing_internal_and_the_server_keeps_serving(
 
 def test_full_queue_is_429_with_retry_after(cache_dir: Path, tmp_path: Path):
     settings = make_settings(cache_dir, tmp_path, max_queue_size=1)
-    engine = Engine(settings)
+    engine = build_engine(settings)
     engine.load()
     loaded = engine.pipeline(engine.registry.default)
     real_run_batch = loaded.run_batch
@@ -175,7 +176,7 @@ def test_open_server_without_keys_logs_a_warning(cache_dir: Path, tmp_path: Path
 
 def test_a_request_whose_client_left_is_never_run(cache_dir: Path, tmp_path: Path):
     settings = make_settings(cache_dir, tmp_path)
-    engine = Engine(settings)
+    engine = build_engine(settings)
     engine.load()
     loaded = engine.pipeline(engine.registry.default)
     real_run_batch = loaded.run_batch

@@ -15,7 +15,8 @@ from conftest import RunningServer, make_settings
 from PIL import Image
 
 from pixelsmith.app import create_app
-from pixelsmith.engine import Engine, GenerationJob
+from pixelsmith.builders import build_engine
+from pixelsmith.engine import GenerationJob
 
 
 def test_concurrent_requests_are_batched_and_each_gets_its_own_images(
@@ -24,7 +25,7 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_images(
     settings = make_settings(
         cache_dir, tmp_path, max_batch_size=4, batch_timeout=1.0, moderation_semantic="off"
     )
-    engine = Engine(settings)
+    engine = build_engine(settings)
     engine.load()
     loaded = engine.pipeline(engine.registry.default)
     real_run_batch = loaded.run_batch

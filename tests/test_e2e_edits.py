@@ -333,12 +333,12 @@ def test_edge_cases_of_size_alpha_and_json_names(client, server):
 
 
 def test_repeated_plain_image_parts_and_chunked_bodies(server, monkeypatch):
-    import pixelsmith.api.images
+    import pixelsmith.api.transport.bodies
 
     # The real limits are 850 MB (multipart) and 357 MB (JSON); smaller ones keep the test
     # quick (same code path).
-    monkeypatch.setattr(pixelsmith.api.images, "MAX_EDIT_BODY_BYTES", 5_000_000)
-    monkeypatch.setattr(pixelsmith.api.images, "MAX_JSON_EDIT_BODY_BYTES", 5_000_000)
+    monkeypatch.setattr(pixelsmith.api.transport.bodies, "MAX_EDIT_BODY_BYTES", 5_000_000)
+    monkeypatch.setattr(pixelsmith.api.transport.bodies, "MAX_JSON_EDIT_BODY_BYTES", 5_000_000)
     url = f"{server.base_url}/v1/images/edits"
     data = png_bytes(gradient(64, 64))
     files = [("image", ("a.png", data, "application/octet-stream"))] * 2
@@ -386,9 +386,9 @@ def test_mask_rules(client):
 
 
 def test_a_json_image_url_over_the_spec_limit_is_refused_by_name(server, monkeypatch):
-    import pixelsmith.api.forms
+    import pixelsmith.api.transport.bodies
 
-    monkeypatch.setattr(pixelsmith.api.forms, "MAX_IMAGE_URL_CHARS", 100)
+    monkeypatch.setattr(pixelsmith.api.transport.bodies, "MAX_IMAGE_URL_CHARS", 100)
     data_url = "data:image/png;base64," + base64.b64encode(png_bytes(gradient(64, 64))).decode()
     assert len(data_url) > 100
     response = httpx.post(

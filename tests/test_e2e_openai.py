@@ -16,7 +16,7 @@ from conftest import RunningServer, make_settings
 from PIL import Image
 
 from pixelsmith.app import create_app
-from pixelsmith.engine import Engine
+from pixelsmith.builders import build_engine
 from pixelsmith.settings import ModelConfig
 
 MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "jpeg": b"\xff\xd8\xff", "webp": b"RIFF"}
@@ -326,7 +326,7 @@ def test_api_keys(cache_dir: Path, tmp_path: Path, request_close):
     settings = make_settings(
         cache_dir, tmp_path / "images", api_keys="sk-one,sk-two", api_keys_file=keys_file
     )
-    engine = Engine(settings)
+    engine = build_engine(settings)
     with RunningServer(create_app(settings, engine=engine)) as running:
 
         def make(key: str) -> openai.OpenAI:

@@ -19,7 +19,8 @@ from moderation_models import save_image_classifier
 from PIL import Image
 
 from pixelsmith.app import create_app
-from pixelsmith.engine import Engine, GenerationJob
+from pixelsmith.builders import build_engine
+from pixelsmith.engine import GenerationJob
 from pixelsmith.engine.jobs import JobCancelled
 from pixelsmith.engine.previews import preview_steps
 
@@ -137,7 +138,7 @@ def test_a_block_after_the_stream_started_is_an_error_event(cache_dir: Path, tmp
 
 def test_a_disconnect_stops_the_run_within_a_step(cache_dir: Path, tmp_path: Path):
     settings = make_settings(cache_dir, tmp_path, moderation_semantic="off")
-    engine = Engine(settings)
+    engine = build_engine(settings)
     engine.load()
     loaded = engine.pipeline(engine.registry.default)
     real_run_batch = loaded.run_batch

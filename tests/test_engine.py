@@ -13,6 +13,7 @@ import pytest
 import torch
 from conftest import make_settings
 
+from pixelsmith.builders import build_engine
 from pixelsmith.engine import Engine, GenerationJob, GenerationOutput
 from pixelsmith.engine.devices import resolve_device, resolve_dtype
 from pixelsmith.engine.registry import ModelRegistry
@@ -24,6 +25,7 @@ from pixelsmith.errors import (
     RateLimitError,
     ServiceUnavailableError,
 )
+from pixelsmith.service.names import OPENAI_MODEL_NAMES
 from pixelsmith.settings import ModelConfig
 
 
@@ -78,14 +80,15 @@ def test_dtype_override_is_honoured(cache_dir: Path, tmp_path: Path):
     settings = make_settings(
         cache_dir, tmp_path, models=[ModelConfig(source="tiny", dtype="bfloat16")]
     )
-    engine = Engine(settings)
+    engine = build_engine(settings)
     engine.load()
     assert engine.pipeline(engine.registry.default).pipeline.unet.dtype == torch.bfloat16
 
 
 def test_registry_maps_openai_names_and_own_ids():
     registry = ModelRegistry(
-        [ModelConfig(source="tiny"), ModelConfig(source="tiny", id="other", aliases=["dall-e-3"])]
+        [ModelConfig(source="tiny"), ModelConfig(source="tiny", id="other", aliases=["dall-e-3"])],
+        default_aliases=OPENAI_MODEL_NAMES,
     )
     assert registry.resolve(None).id == "tiny"
     assert registry.resolve("gpt-image-1").id == "tiny"
@@ -94,7 +97,10 @@ def test_registry_maps_openai_names_and_own_ids():
     with pytest.raises(ModelNotFoundError):
         registry.resolve("gpt-image-7")
     # A model whose own id is an OpenAI name keeps it; the default model takes the rest.
-    named = ModelRegistry([ModelConfig(source="tiny"), ModelConfig(source="tiny", id="dall-e-3")])
+    named = ModelRegistry(
+        [ModelConfig(source="tiny"), ModelConfig(source="tiny", id="dall-e-3")],
+        default_aliases=OPENAI_MODEL_NAMES,
+    )
     assert named.resolve("dall-e-3").id == "dall-e-3"
     assert named.resolve("dall-e-2").id == "tiny"
     spec = registry.resolve("tiny")
@@ -121,7 +127,7 @@ def test_load_failure_is_fast_and_explains_how_to_run_offline(tmp_path: Path):
     settings = make_settings(tmp_path, tmp_path / "images", model="stabilityai/sd-turbo")
     started = time.monotonic()
     with pytest.raises(ModelLoadError) as error:
-        Engine(settings).load()
+        build_engine(settings).load()
     assert time.monotonic() - started < 60
     message = error.value.message
     assert "stabilityai/sd-turbo" in message
@@ -137,7 +143,7 @@ def test_offline_mode_never_contacts_the_hub(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info", no_network)
     settings = make_settings(tmp_path, tmp_path / "images", model="someone/absent", offline=True)
     with pytest.raises(ModelLoadError, match="offline mode is on"):
-        Engine(settings).load()
+        build_engine(settings).load()
 
 
 class RecordingRunner:
@@ -172,6 +178,12 @@ class RecordingRunner:
         ]
 
 
+async def submit(worker: PipelineWorker, job: GenerationJob) -> GenerationOutput:
+    """Queue `job` and wait for its output, as the service does; cancelling the caller drops a
+    job that has not started."""
+    return await worker.enqueue(job)
+
+
 def by_size(job: GenerationJob) -> tuple[int, int]:
     return (job.width, job.height)
 
@@ -182,7 +194,7 @@ def test_worker_never_runs_two_jobs_at_once():
     async def scenario() -> None:
         worker = PipelineWorker("test", runner, max_queue_size=16)
         worker.start()
-        results = await asyncio.gather(*(worker.submit(job(seeds=(i,))) for i in range(6)))
+        results = await asyncio.gather(*(submit(worker, job(seeds=(i,))) for i in range(6)))
         assert [r.seeds[0] for r in results] == list(range(6))
         await worker.stop()
 
@@ -197,12 +209,12 @@ def test_full_queue_answers_429_and_cancelled_jobs_never_run():
     async def scenario() -> None:
         worker = PipelineWorker("test", runner, max_queue_size=2)
         worker.start()
-        first = asyncio.create_task(worker.submit(job(seeds=(0,))))
+        first = asyncio.create_task(submit(worker, job(seeds=(0,))))
         await asyncio.sleep(0.05)  # job 0 is running, the queue is empty
-        waiting = [asyncio.create_task(worker.submit(job(seeds=(i,)))) for i in (1, 2)]
+        waiting = [asyncio.create_task(submit(worker, job(seeds=(i,)))) for i in (1, 2)]
         await asyncio.sleep(0)
         with pytest.raises(RateLimitError) as error:
-            await worker.submit(job(seeds=(3,)))
+            await submit(worker, job(seeds=(3,)))
         assert error.value.status_code == 429
         assert int(error.value.headers["retry-after"]) >= 1
         waiting[0].cancel()  # the client went away before its turn
@@ -222,7 +234,7 @@ def test_waiting_compatible_jobs_share_a_call_up_to_the_batch_size():
             "test", runner, max_queue_size=16, max_batch_size=4, batch_key=by_size
         )
         worker.start()
-        first = asyncio.create_task(worker.submit(job(seeds=(0,))))
+        first = asyncio.create_task(submit(worker, job(seeds=(0,))))
         await asyncio.sleep(0.05)  # job 0 runs alone; the rest arrive while it runs
         later = [
             job(seeds=(1,)),
@@ -231,7 +243,7 @@ def test_waiting_compatible_jobs_share_a_call_up_to_the_batch_size():
             job(seeds=(5,)),
             job(seeds=(6,)),  # would make five images: waits for the next call
         ]
-        tasks = [asyncio.create_task(worker.submit(j)) for j in later]
+        tasks = [asyncio.create_task(submit(worker, j)) for j in later]
         results = [await first, *[await task for task in tasks]]
         await worker.stop()
         return results
@@ -247,9 +259,9 @@ def test_batch_timeout_waits_for_company_and_no_key_never_batches():
     async def scenario(**options) -> None:
         worker = PipelineWorker("test", runner, max_queue_size=16, max_batch_size=4, **options)
         worker.start()
-        first = asyncio.create_task(worker.submit(job(seeds=(0,))))
+        first = asyncio.create_task(submit(worker, job(seeds=(0,))))
         await asyncio.sleep(0.1)
-        second = asyncio.create_task(worker.submit(job(seeds=(1,))))
+        second = asyncio.create_task(submit(worker, job(seeds=(1,))))
         await asyncio.gather(first, second)
         await worker.stop()
 
@@ -268,10 +280,10 @@ def test_a_failing_batch_is_split_and_only_the_bad_job_fails_with_503():
             "test", runner, max_queue_size=16, max_batch_size=4, batch_key=by_size
         )
         worker.start()
-        first = asyncio.create_task(worker.submit(job(seeds=(0,))))
+        first = asyncio.create_task(submit(worker, job(seeds=(0,))))
         await asyncio.sleep(0.03)
         tasks = [
-            asyncio.create_task(worker.submit(job(seeds=(seed,), prompt=prompt)))
+            asyncio.create_task(submit(worker, job(seeds=(seed,), prompt=prompt)))
             for seed, prompt in ((1, "a cat"), (2, "fail"), (3, "a dog"))
         ]
         await first
@@ -283,7 +295,7 @@ def test_a_failing_batch_is_split_and_only_the_bad_job_fails_with_503():
         assert "RuntimeError" in error.value.message
         assert (await tasks[2]).seeds == (3,)
         # The worker keeps serving.
-        assert (await worker.submit(job(seeds=(4,)))).seeds == (4,)
+        assert (await submit(worker, job(seeds=(4,)))).seeds == (4,)
         await worker.stop()
 
     asyncio.run(scenario())
@@ -300,7 +312,7 @@ def test_out_of_memory_on_its_own_is_a_503_that_may_be_retried():
         worker = PipelineWorker("test", runner, max_queue_size=4)
         worker.start()
         with pytest.raises(ServiceUnavailableError) as error:
-            await worker.submit(job(prompt="fail"))
+            await submit(worker, job(prompt="fail"))
         assert error.value.headers["x-should-retry"] == "true"
         assert "out of memory" in error.value.message
         await worker.stop()
@@ -445,7 +457,7 @@ def test_a_configured_preview_decoder_decodes_the_stream_previews(cache_dir: Pat
     settings = make_settings(
         cache_dir, tmp_path, models=[ModelConfig(source="tiny", preview_decoder=str(decoder))]
     )
-    engine = Engine(settings)
+    engine = build_engine(settings)
     engine.load()
     previews, images = _previews_and_images(engine)
     assert [index for index, _ in previews] == [0, 1]
@@ -463,7 +475,7 @@ def test_a_tiny_vae_replaces_the_final_decode_and_decodes_previews(cache_dir: Pa
     settings = make_settings(
         cache_dir, tmp_path, models=[ModelConfig(source="tiny", tiny_vae=str(decoder))]
     )
-    engine = Engine(settings)
+    engine = build_engine(settings)
     engine.load()
     previews, images = _previews_and_images(engine)
     assert len(previews) == 2 and all(np.all(np.asarray(p) == 191) for _, b in previews for p in b)
@@ -481,7 +493,7 @@ def test_a_tiny_autoencoder_for_another_latent_family_is_refused(cache_dir: Path
         cache_dir, tmp_path, models=[ModelConfig(source="tiny", preview_decoder=str(decoder))]
     )
     with pytest.raises(ModelLoadError, match="16-channel latents"):
-        Engine(settings).load()
+        build_engine(settings).load()
 
 
 # Parameter counts of the published checkpoints each architecture-only model copies.
@@ -538,10 +550,10 @@ def test_other_architecture_models_have_their_models_scale(name: str):
 
 def test_an_architecture_model_is_built_without_download_and_generates(tmp_path: Path):
     settings = make_settings(tmp_path, tmp_path / "images", model="sd-small-arch", offline=True)
-    engine = Engine(settings)
+    engine = build_engine(settings)
     engine.load()
     spec = engine.registry.default
-    assert spec.default_size == "512x512" and spec.steps.high == 4  # sd-turbo's preset
+    assert str(spec.default_size) == "512x512" and spec.steps.high == 4  # sd-turbo's preset
     output = engine.pipeline(spec).run(job(seeds=(3,), num_inference_steps=1))
     assert output.images[0].size == (64, 64)
     assert not (tmp_path / "models").exists()  # nothing written: built in memory
@@ -549,7 +561,7 @@ def test_an_architecture_model_is_built_without_download_and_generates(tmp_path:
 
 def test_speed_settings_warm_up_and_change_the_memory_format(cache_dir: Path, tmp_path: Path):
     settings = make_settings(cache_dir, tmp_path, warmup="on", channels_last=True, offline=True)
-    engine = Engine(settings)
+    engine = build_engine(settings)
     engine.load()
     loaded = engine.pipeline(engine.registry.default)
     assert loaded.warmup_seconds is not None and loaded.warmup_seconds > 0
@@ -563,7 +575,7 @@ def test_speed_settings_warm_up_and_change_the_memory_format(cache_dir: Path, tm
     # Compiled in place: the same module, compiled on its first call (not made here: that
     # takes half a minute on this CPU), shared with the edit pipelines. By default, a CPU
     # model is not warmed up.
-    compiled = Engine(make_settings(cache_dir, tmp_path, compile=True, offline=True))
+    compiled = build_engine(make_settings(cache_dir, tmp_path, compile=True, offline=True))
     compiled.load()
     loaded = compiled.pipeline(compiled.registry.default)
     assert loaded.warmup_seconds is None
@@ -597,9 +609,9 @@ def test_a_job_cancelled_while_its_batch_gathers_never_runs():
             batch_key=by_size,
         )  # fmt: skip
         worker.start()
-        first = asyncio.create_task(worker.submit(job(seeds=(0,))))
+        first = asyncio.create_task(submit(worker, job(seeds=(0,))))
         await asyncio.sleep(0.05)  # job 0 is out of the queue, waiting for company
-        second = asyncio.create_task(worker.submit(job(seeds=(1,))))
+        second = asyncio.create_task(submit(worker, job(seeds=(1,))))
         await asyncio.sleep(0.05)
         first.cancel()
         assert (await second).seeds == (1,)

@@ -12,7 +12,7 @@ import torch
 from conftest import RunningServer, make_settings
 
 from pixelsmith.app import create_app
-from pixelsmith.engine import Engine
+from pixelsmith.builders import build_engine
 from pixelsmith.engine.jobs import GenerationJob
 from pixelsmith.errors import ModelLoadError
 from pixelsmith.settings import ModelConfig
@@ -23,7 +23,7 @@ def test_models_load_on_demand_and_the_budget_unloads_the_least_recently_used(
 ):
     import pixelsmith.engine.engine
 
-    probe = Engine(make_settings(cache_dir, tmp_path))
+    probe = build_engine(make_settings(cache_dir, tmp_path))
     probe.load()
     tiny_bytes = probe.pipeline(probe.registry.default).weight_bytes
     assert tiny_bytes > 0
@@ -35,7 +35,7 @@ def test_models_load_on_demand_and_the_budget_unloads_the_least_recently_used(
         memory_budget_gb=1.5 * tiny_bytes / 2**30,  # room for one model, not two
         moderation_semantic="off",
     )
-    engine = Engine(settings)
+    engine = build_engine(settings)
     loads: list[tuple[str, list[str]]] = []
     real_load_pipeline = pixelsmith.engine.engine.load_pipeline
 
@@ -71,7 +71,7 @@ def test_memory_switches_are_applied_and_large_images_still_decode(cache_dir: Pa
             ModelConfig(source="tiny", vae_tiling=True, vae_slicing=True, attention_slicing=True)
         ],
     )
-    engine = Engine(settings)
+    engine = build_engine(settings)
     engine.load()
     loaded = engine.pipeline(engine.registry.default)
     vae = loaded.pipeline.vae
@@ -95,4 +95,4 @@ def test_cpu_offload_without_a_gpu_is_refused_with_a_reason(cache_dir: Path, tmp
         cache_dir, tmp_path, models=[ModelConfig(source="tiny", cpu_offload="model")]
     )
     with pytest.raises(ModelLoadError, match="cpu_offload"):
-        Engine(settings).load()
+        build_engine(settings).load()

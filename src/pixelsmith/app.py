@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -13,38 +12,22 @@ from typing import Any
 from fastapi import FastAPI
 
 from pixelsmith import __version__
-from pixelsmith.api import images, models, moderations, playground
 from pixelsmith.api.auth import APIKeyChecker, APIKeyMiddleware
-from pixelsmith.api.errors import install_error_handlers
-from pixelsmith.api.fetch import ImageFetcher
+from pixelsmith.api.error_handlers import install_error_handlers
 from pixelsmith.api.limits import KeyLimiter, KeyLimitMiddleware
 from pixelsmith.api.middleware import RequestContextMiddleware
-from pixelsmith.api.serving import ImageService
+from pixelsmith.api.routes import images, models, moderations, playground
+from pixelsmith.api.transport.fetch import ImageFetcher
+from pixelsmith.builders import build_engine, build_store
 from pixelsmith.engine import Engine
 from pixelsmith.matting import build_matting
 from pixelsmith.moderation import Moderator, build_moderator
+from pixelsmith.service import ImageService
+from pixelsmith.service.models import ModelCatalog
 from pixelsmith.settings import Settings, load_settings
-from pixelsmith.storage import ImageStore, LocalImageStore
+from pixelsmith.storage import ImageStore
 
 logger = logging.getLogger("pixelsmith")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def build_store(settings: Settings) -> LocalImageStore:
-    key = settings.url_signing_key
-    return LocalImageStore(
-        settings.resolved_storage_dir(),
-        ttl_seconds=settings.url_ttl_seconds,
-        signing_key=key.get_secret_value().encode() if key else None,
-    )
 
 
 async def _sweep_forever(store: ImageStore, interval: float) -> None:
@@ -86,7 +69,7 @@ def create_app(
         )
         app.state.moderator = the_moderator
         await the_engine.start()
-        if not app.state.api_keys.enabled and not is_loopback(settings.host):
+        if not app.state.api_keys.enabled and not settings.host_is_loopback:
             logger.warning(
                 "No API keys are configured and the server listens on %s: anyone who can reach "
                 "it can generate images. Set PIXELSMITH_API_KEYS or --api-keys-file.",
@@ -110,7 +93,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.engine = engine or Engine(settings)
+    app.state.engine = engine or build_engine(settings)
     app.state.image_store = store or build_store(settings)
     app.state.api_keys = APIKeyChecker(settings.accepted_api_keys())
     app.state.image_fetcher = (
@@ -118,7 +101,7 @@ def create_app(
         if settings.fetch_image_urls
         else None
     )
-    app.state.started_at = int(time.time())
+    app.state.model_catalog = ModelCatalog(app.state.engine.registry, created=int(time.time()))
 
     install_error_handlers(app)
     # Added last = outermost: every response, the 401s included, gets its x-request-id; keys

@@ -1,4 +1,5 @@
-"""`pixelsmith serve | generate | models`. Every setting is also a flag, derived from Settings."""
+"""`pixelsmith serve | generate | edit | models`. Every setting is also a flag, derived from
+Settings."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+import pybase64
 from pydantic import ValidationError
 
 from pixelsmith import __version__
@@ -132,10 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = settings_from_args(args)
-        from pixelsmith.engine import ModelRegistry
+        from pixelsmith.builders import build_engine
 
-        # Model names and presets are checked now, before anything is loaded.
-        ModelRegistry(settings.model_configs(), device=settings.device, dtype=settings.dtype)
+        # Model names and presets are checked now (by the registry), before anything loads.
+        build_engine(settings)
     except (ValidationError, FileNotFoundError, ValueError) as exc:
         print(f"pixelsmith: invalid settings: {exc}", file=sys.stderr)
         return 2
@@ -152,10 +154,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from pixelsmith.app import create_app
-    from pixelsmith.engine import Engine
+    from pixelsmith.builders import build_engine
     from pixelsmith.moderation import build_moderator
 
-    engine = Engine(settings)
+    engine = build_engine(settings)
     try:
         # Before binding the port: a model that cannot load stops us here.
         engine.load()
@@ -183,14 +185,17 @@ def _numbered(path: Path, index: int, count: int) -> Path:
 
 
 def _generate(args: argparse.Namespace, settings: Settings) -> int:
-    """`pixelsmith generate` and `pixelsmith edit`: one request, run in-process."""
-    from pixelsmith.api.protocol import CreateImageEditRequest, CreateImageRequest
-    from pixelsmith.api.serving import ImageService, PreparedGeneration
-    from pixelsmith.api.uploads import read_image, read_mask
-    from pixelsmith.app import build_store
-    from pixelsmith.engine import Engine
+    """`pixelsmith generate` and `pixelsmith edit`: one request, run in-process through the
+    same service entries as the server's."""
+    from pixelsmith.api.protocol import (
+        CreateImageEditRequest,
+        CreateImageRequest,
+        ImagesResponse,
+    )
+    from pixelsmith.builders import build_engine, build_store
     from pixelsmith.matting import build_matting
     from pixelsmith.moderation import build_moderator
+    from pixelsmith.service import ImageService, InputImages, RequestContext
 
     output = Path(args.output)
     output_format = args.output_format
@@ -222,64 +227,59 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
         error = exc.errors()[0]
         print(f"pixelsmith: {error['loc'][0]}: {error['msg']}", file=sys.stderr)
         return 2
-
-    engine = Engine(settings, show_progress=True)  # download, load and denoising progress bars
-
-    # Input files are read and checked before the model loads, which may take minutes.
     try:
-        uploaded = read_image(Path(args.image).read_bytes(), param="image") if editing else None
-        mask = None
-        if editing and args.mask:
-            assert uploaded is not None
-            mask = read_mask(Path(args.mask).read_bytes(), size=uploaded.image.size)
-    except APIError as exc:
-        print(f"pixelsmith: {exc.message}", file=sys.stderr)
-        return 2
+        inputs = None
+        if editing:
+            mask = Path(args.mask).read_bytes() if args.mask else None
+            inputs = InputImages(images=[Path(args.image).read_bytes()], mask=mask)
     except OSError as exc:
         print(f"pixelsmith: {exc}", file=sys.stderr)
         return 1
 
-    def prepare(service: ImageService) -> tuple[PreparedGeneration, list[Any]]:
-        if not isinstance(request, CreateImageEditRequest):
-            return service.prepare(request), []
-        assert uploaded is not None
-        return service.prepare_edit(request, [uploaded], mask), [uploaded.image]
+    # The model loads with the first run, on its worker thread: every check of the request and
+    # of its input files comes first, so that a mistake costs no model load (minutes, maybe).
+    # Progress bars: download, load and denoising.
+    engine = build_engine(settings, show_progress=True, lazy_load=True)
+    context = RequestContext(request_id="cli")
 
-    async def run(service: ImageService) -> list[dict[str, Any]]:
-        prepared, inputs = prepare(service)
+    async def run(service: ImageService) -> ImagesResponse:
         await engine.start()
         try:
-            rendered, _ = await service.render_in_process(prepared, inputs, request_id="cli")
+            if isinstance(request, CreateImageEditRequest):
+                assert inputs is not None
+                answer = await service.edit(request, inputs, context)
+            else:
+                answer = await service.generate(request, context)
         finally:
             await engine.stop()
-        written = []
-        for index, image in enumerate(rendered):
-            path = _numbered(output, index, len(rendered))
-            path.write_bytes(image.data)
-            written.append(
-                {
-                    "path": str(path),
-                    "seed": image.seed,
-                    "size": prepared.size,
-                    "revised_prompt": prepared.revised_prompt,
-                }
-            )
-        return written
+        assert isinstance(answer, ImagesResponse)  # the CLI never streams
+        return answer
 
     try:
-        engine.load()
         matting = build_matting(settings.matting_model, offline=settings.offline)
         service = ImageService(engine, build_store(settings), build_moderator(settings), matting)
-        written = asyncio.run(run(service))
+        response = asyncio.run(run(service))
     except APIError as exc:
         where = f" (parameter {exc.param})" if exc.param else ""
         print(f"pixelsmith: {exc.message}{where}", file=sys.stderr)
         return 1
+    written = []
+    for index, item in enumerate(response.data):
+        path = _numbered(output, index, len(response.data))
+        path.write_bytes(pybase64.b64decode(item.b64_json or ""))
+        written.append(
+            {
+                "path": str(path),
+                "seed": item.seed,
+                "size": response.size,
+                "revised_prompt": item.revised_prompt,
+            }
+        )
     if args.json:
         print(json.dumps({"images": written}))
     else:
-        for item in written:
-            print(f"wrote {item['path']} ({item['size']}, seed {item['seed']})")
+        for entry in written:
+            print(f"wrote {entry['path']} ({entry['size']}, seed {entry['seed']})")
     return 0
 
 
@@ -322,19 +322,19 @@ def _presets(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace, settings: Settings) -> int:
-    from pixelsmith.engine import ModelRegistry
+    from pixelsmith.builders import build_engine
 
     if args.presets:
         return _presets(args)
-    registry = ModelRegistry(settings.model_configs(), device=settings.device, dtype=settings.dtype)
+    registry = build_engine(settings).registry
     rows: list[dict[str, Any]] = [
         {
             "id": spec.id,
             "source": spec.source,
             "preset": spec.preset,
             "aliases": list(spec.aliases),
-            "default_size": spec.default_size,
-            "sizes": list(spec.sizes),
+            "default_size": str(spec.default_size),
+            "sizes": [str(size) for size in spec.sizes],
             "steps": spec.steps.model_dump(),
             "guidance_scale": spec.guidance_scale,
             "license": spec.license,

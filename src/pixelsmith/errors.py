@@ -3,6 +3,7 @@
     APIError                      500 server_error (base; never shows internals)
     +-- InvalidRequestError       400 invalid_request_error, `param` names the field
     |   +-- ModerationBlockedError  400 moderation_blocked (content_policy_violation for dall-e)
+    +-- PayloadTooLargeError      413 file_too_large (a body, a file or an image URL)
     +-- AuthenticationError       401 invalid_api_key
     +-- PermissionDeniedError     403
     +-- NotFoundError             404
@@ -95,6 +96,12 @@ LEGACY_POLICY_MESSAGES = {
     "you believe this was done in error, your request may succeed if retried, or by adjusting "
     "your prompt.",
 }
+
+
+class PayloadTooLargeError(APIError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    default_code = "file_too_large"
 
 
 class AuthenticationError(APIError):

@@ -8,8 +8,8 @@ variables prefixed ``PIXELSMITH_``, a TOML config file (``--config`` or
 
 from __future__ import annotations
 
+import ipaddress
 import os
-import re
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -30,9 +30,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from pixelsmith.sizes import model_size
+
 ENV_PREFIX = "PIXELSMITH_"
 CONFIG_FILE_ENV = f"{ENV_PREFIX}CONFIG_FILE"
-SIZE_PATTERN = re.compile(r"^(\d{1,5})x(\d{1,5})$")
 
 DeviceName = Annotated[
     str,
@@ -145,14 +146,14 @@ class ModelConfig(BaseModel):
     @classmethod
     def _check_sizes(cls, sizes: list[str] | None) -> list[str] | None:
         for size in sizes or []:
-            check_size_string(size)
+            model_size(size)
         return sizes
 
     @field_validator("default_size")
     @classmethod
     def _check_default_size(cls, size: str | None) -> str | None:
         if size is not None:
-            check_size_string(size)
+            model_size(size)
         return size
 
     @property
@@ -166,17 +167,6 @@ class ModelConfig(BaseModel):
 def looks_like_path(source: str) -> bool:
     """`./models/x`, `/srv/x`, `~/x` and existing directories are paths; `org/name` is a repo."""
     return source.startswith(("/", "./", "../", "~")) or Path(source).is_dir()
-
-
-def check_size_string(size: str) -> tuple[int, int]:
-    """Parse WIDTHxHEIGHT, requiring multiples of 8 (the VAE's downscale factor)."""
-    match = SIZE_PATTERN.match(size)
-    if not match:
-        raise ValueError(f"size must look like WIDTHxHEIGHT, e.g. 1024x1024; got {size!r}")
-    width, height = int(match.group(1)), int(match.group(2))
-    if width % 8 or height % 8 or not (64 <= width <= 4096 and 64 <= height <= 4096):
-        raise ValueError(f"size sides must be multiples of 8 between 64 and 4096; got {size!r}")
-    return width, height
 
 
 def _split_keys(value: Any) -> Any:
@@ -414,6 +404,16 @@ class Settings(BaseSettings):
     def model_configs(self) -> list[ModelConfig]:
         """The models to load: `models` if given, else one built from `model`."""
         return list(self.models) or [ModelConfig(source=self.model)]
+
+    @property
+    def host_is_loopback(self) -> bool:
+        """Whether the server listens on this machine only (nobody else can reach it)."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
 
     def resolved_storage_dir(self) -> Path:
         assert self.storage_dir is not None  # set by _expand_paths

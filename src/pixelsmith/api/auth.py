@@ -7,7 +7,7 @@ import hmac
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from pixelsmith.api.responses import JSONResponse
+from pixelsmith.api.transport.responses import JSONResponse
 from pixelsmith.errors import AuthenticationError
 
 # Signed image URLs carry their own authorisation and are opened by browsers without a key.

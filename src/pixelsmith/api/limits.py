@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pixelsmith.api.auth import API_KEY_IDENTITY
-from pixelsmith.api.responses import JSONResponse
+from pixelsmith.api.transport.responses import JSONResponse
 from pixelsmith.errors import RateLimitError
 
 LIMITED_PATHS = frozenset({"/v1/images/generations", "/v1/images/edits", "/v1/images/variations"})

@@ -11,12 +11,13 @@ from collections.abc import Callable, Hashable
 
 import torch
 
-from pixelsmith.engine.jobs import GenerationJob, GenerationOutput, JobKind
-from pixelsmith.engine.loader import LoadedPipeline, SpeedOptions, load_pipeline
+from pixelsmith.engine.config import EngineConfig
+from pixelsmith.engine.jobs import GenerationJob, GenerationOutput, ModelCapabilities
+from pixelsmith.engine.loading import LoadOptions, load_pipeline
+from pixelsmith.engine.pipeline import LoadedPipeline
 from pixelsmith.engine.registry import ModelRegistry, ModelSpec
 from pixelsmith.engine.worker import PipelineWorker
 from pixelsmith.errors import ServiceUnavailableError
-from pixelsmith.settings import Settings, check_size_string
 
 logger = logging.getLogger(__name__)
 
@@ -28,22 +29,32 @@ class Engine:
     will submit jobs. The CLI loads before starting uvicorn so that a model that cannot be
     loaded stops the program with a clear message before any port is opened.
 
-    With `lazy_load`, `load()` loads nothing: a model is loaded by the first request that needs
-    it (on that request's thread, never the event loop). With `memory_budget_gb`, loading a
-    model unloads the least recently used idle ones until the loaded weights fit the budget.
+    With `lazy_load`, `load()` loads nothing: a model is loaded by the first batch that needs
+    it, on its worker thread (never the event loop). With `memory_budget_gb`, loading a model
+    unloads the least recently used idle ones until the loaded weights fit the budget.
     """
 
-    def __init__(self, settings: Settings, *, show_progress: bool = False) -> None:
-        self.settings = settings
+    def __init__(self, config: EngineConfig, *, show_progress: bool = False) -> None:
+        self.config = config
         self.registry = ModelRegistry(
-            settings.model_configs(), device=settings.device, dtype=settings.dtype
+            config.models,
+            default_aliases=config.default_aliases,
+            device=config.device,
+            dtype=config.dtype,
         )
-        self._show_progress = show_progress
+        self._load_options = LoadOptions(
+            cache_dir=config.cache_dir,
+            offline=config.offline,
+            show_progress=show_progress,
+            speed=config.speed,
+        )
         self._pipelines: dict[str, LoadedPipeline] = {}
         self._workers: dict[str, PipelineWorker] = {}
         self._last_used: dict[str, float] = {}
         self._running: dict[str, int] = {}  # batches in flight per model: never unloaded
-        self._known_bytes: dict[str, int] = {}  # weight sizes of models loaded before
+        # What models loaded before weigh and can do; kept when they are unloaded.
+        self._known_bytes: dict[str, int] = {}
+        self._capabilities: dict[str, ModelCapabilities] = {}
         # One load at a time (it may take minutes); the short state changes (which models are
         # loaded and running, unloading) under their own lock, so runs never wait for a load.
         self._load_lock = threading.Lock()
@@ -52,17 +63,21 @@ class Engine:
     @property
     def loaded(self) -> bool:
         """Whether start() may run: every model is loaded, or models load on demand."""
-        return self.settings.lazy_load or len(self._pipelines) == len(self.registry.specs)
+        return self.config.lazy_load or len(self._pipelines) == len(self.registry.specs)
 
     @property
     def loaded_ids(self) -> list[str]:
         return list(self._pipelines)
 
     def load(self) -> None:
-        if self.settings.lazy_load:
+        if self.config.lazy_load:
             return
         for spec in self.registry.specs:
             self._load(spec)
+
+    def capabilities(self, spec: ModelSpec) -> ModelCapabilities | None:
+        """What the model can do, once it has been loaded; None before (lazy loading)."""
+        return self._capabilities.get(spec.id)
 
     def _load(self, spec: ModelSpec) -> LoadedPipeline:
         with self._load_lock:
@@ -72,21 +87,14 @@ class Engine:
             # models and the new one are never in memory together over the budget.
             with self._state_lock:
                 self._fit_budget(keep=spec.id, incoming=self._known_bytes.get(spec.id, 0))
-            loaded = load_pipeline(
-                spec,
-                cache_dir=self.settings.cache_dir,
-                offline=self.settings.offline,
-                show_progress=self._show_progress,
-                speed=SpeedOptions(
-                    channels_last=self.settings.channels_last, compile=self.settings.compile
-                ),
-            )
-            warmup = self.settings.warmup
+            loaded = load_pipeline(spec, options=self._load_options)
+            warmup = self.config.warmup
             if warmup == "on" or (warmup == "auto" and loaded.device.type != "cpu"):
                 self._warm_up(loaded)
             with self._state_lock:
                 self._pipelines[spec.id] = loaded
                 self._known_bytes[spec.id] = loaded.weight_bytes
+                self._capabilities[spec.id] = loaded.capabilities
                 self._last_used[spec.id] = time.monotonic()
                 self._fit_budget(keep=spec.id)
             return loaded
@@ -94,7 +102,7 @@ class Engine:
     def _fit_budget(self, *, keep: str, incoming: int = 0) -> None:
         """Unload least recently used idle models until the loaded weights, plus `incoming`
         bytes about to load, fit the budget."""
-        budget = self.settings.memory_budget_gb
+        budget = self.config.memory_budget_gb
         if not budget:
             return
         limit = budget * 2**30 - incoming
@@ -131,13 +139,12 @@ class Engine:
         """One short generation at the default size: CUDA context, kernel selection, and (with
         compile) compilation happen now rather than in the first client's request."""
         spec = loaded.spec
-        width, height = check_size_string(spec.default_size)
         started = time.perf_counter()
         loaded.run(
             GenerationJob(
                 prompt="warm-up",
-                width=width,
-                height=height,
+                width=spec.default_size.width,
+                height=spec.default_size.height,
                 num_inference_steps=spec.steps.low,
                 guidance_scale=spec.guidance_scale,
                 seeds=(0,),
@@ -147,28 +154,15 @@ class Engine:
         logger.info("warmed up %s in %.1f s", spec.id, loaded.warmup_seconds)
 
     def pipeline(self, spec: ModelSpec) -> LoadedPipeline:
-        """The model's pipeline, loading it first when models load on demand. Blocking: call
-        it from a worker thread, not the event loop, when lazy_load is on."""
+        """The model's pipeline, loading it first when models load on demand. Blocking: only
+        the model's worker thread calls it while the server runs."""
         loaded = self._pipelines.get(spec.id)
         if loaded is None:
-            if not self.settings.lazy_load:
+            if not self.config.lazy_load:
                 raise ServiceUnavailableError(f"model {spec.id} is not loaded")
             loaded = self._load(spec)
         self._last_used[spec.id] = time.monotonic()
         return loaded
-
-    def accepts(self, spec: ModelSpec, argument: str) -> bool:
-        """Whether the model's pipeline takes `argument` (negative_prompt, ...)."""
-        return self.pipeline(spec).accepts(argument)
-
-    def supports(self, spec: ModelSpec, kind: JobKind) -> bool:
-        """Whether the model can run `kind` (image-to-image and inpaint come from the same
-        weights through diffusers' from_pipe)."""
-        return self.pipeline(spec).supports(kind)
-
-    def fit_prompt(self, spec: ModelSpec, text: str, suffix: str = "") -> tuple[str, str, int]:
-        """The parts of `text` and `suffix` the model reads, and their token count."""
-        return self.pipeline(spec).fit_prompt(text, suffix)
 
     def _runner(self, spec: ModelSpec) -> Callable[[list[GenerationJob]], list[GenerationOutput]]:
         def run_batch(jobs: list[GenerationJob]) -> list[GenerationOutput]:
@@ -199,9 +193,9 @@ class Engine:
                 worker = PipelineWorker(
                     spec.id,
                     self._runner(spec),
-                    max_queue_size=self.settings.max_queue_size,
-                    max_batch_size=self.settings.max_batch_size,
-                    batch_timeout=self.settings.batch_timeout,
+                    max_queue_size=self.config.max_queue_size,
+                    max_batch_size=self.config.max_batch_size,
+                    batch_timeout=self.config.batch_timeout,
                     batch_key=self._batch_key(spec),
                 )
                 worker.start()
@@ -212,9 +206,6 @@ class Engine:
         workers, self._workers = self._workers, {}
         for worker in workers.values():
             await worker.stop()
-
-    async def generate(self, spec: ModelSpec, job: GenerationJob) -> GenerationOutput:
-        return await self.enqueue(spec, job)
 
     def enqueue(self, spec: ModelSpec, job: GenerationJob) -> asyncio.Future[GenerationOutput]:
         """Queue `job` now (RateLimitError when the queue is full); await the result later."""

@@ -1,4 +1,5 @@
-"""What the engine is asked to do and what it gives back. Plain data: no HTTP, no torch."""
+"""What the engine is asked to do, what it gives back, and what a model can do. Plain data: no
+HTTP, no torch."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ class GenerationJob:
     num_inference_steps: int
     guidance_scale: float
     seeds: tuple[int, ...]
+    # The server's own addition to the prompt (a backdrop that matting can remove). It gets at
+    # most half of the text encoder's window: the client's prompt comes first.
+    prompt_suffix: str = ""
     negative_prompt: str | None = None
     init_image: Any = None  # PIL.Image.Image (RGB)
     mask: Any = None  # PIL.Image.Image (L)
@@ -49,13 +53,45 @@ class GenerationJob:
         return "inpaint" if self.mask is not None else "image-to-image"
 
 
-class JobCancelled(Exception):
-    """Raised inside a pipeline run whose caller has gone, to stop it between two steps."""
-
-
 @dataclass
 class GenerationOutput:
     images: list[Any]  # PIL.Image.Image, one per seed, in seed order
     seeds: tuple[int, ...]
-    prompt_tokens: int
+    prompt_tokens: int  # what the text encoder read, the server's suffix included
     seconds: float = field(default=0.0)
+    # The start of a prompt too long for the text encoder: what it read. None: all of it.
+    cut_prompt: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelCapabilities:
+    """What a loaded model can do, read from its pipeline once at load."""
+
+    call_parameters: frozenset[str]
+    kinds: frozenset[JobKind]
+
+    def accepts(self, argument: str) -> bool:
+        return argument in self.call_parameters
+
+    def unsupported(self, job: GenerationJob) -> str | None:
+        """The request parameter of `job` that the model cannot honour, or None: `model` when
+        it cannot run the job's kind at all."""
+        if job.kind not in self.kinds:
+            return "model"
+        if job.negative_prompt and not self.accepts("negative_prompt"):
+            return "negative_prompt"
+        return None
+
+
+class JobCancelled(Exception):
+    """Raised inside a pipeline run whose caller has gone, to stop it between two steps."""
+
+
+class UnsupportedJobError(Exception):
+    """The model cannot run the job as asked (`param` says what). Requests are checked before
+    they are queued; this catches the ones for a lazily loaded model whose capabilities were
+    not known yet."""
+
+    def __init__(self, param: str) -> None:
+        super().__init__(param)
+        self.param = param

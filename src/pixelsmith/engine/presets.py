@@ -12,34 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pixelsmith.settings import QualitySteps
+from pixelsmith.sizes import SizeRules
 
 # The sizes OpenAI's GPT image models accept. Every preset allows them so that clients written
 # for gpt-image-1 work unchanged; a model's native size is its default (`size=auto`).
 OPENAI_GPT_IMAGE_SIZES = ("1024x1024", "1536x1024", "1024x1536")
-
-
-@dataclass(frozen=True)
-class SizeRules:
-    """Which WIDTHxHEIGHT a family can make beyond its listed sizes: multiples of `multiple`
-    (the VAE's downscale times the transformer's patch size), sides within [min_side, max_side],
-    aspect ratio at most `max_aspect` either way."""
-
-    multiple: int = 8
-    min_side: int = 256
-    max_side: int = 2048
-    max_aspect: float = 3.0
-
-    def problem(self, width: int, height: int) -> str | None:
-        """Why the family cannot make width x height, or None if it can."""
-        if width % self.multiple or height % self.multiple:
-            return f"both sides must be multiples of {self.multiple}"
-        if min(width, height) < self.min_side or max(width, height) > self.max_side:
-            return f"sides must be between {self.min_side} and {self.max_side} pixels"
-        if max(width, height) / min(width, height) > self.max_aspect:
-            return (
-                f"the aspect ratio must be between 1:{self.max_aspect:g} and {self.max_aspect:g}:1"
-            )
-        return None
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,18 @@
 """Which pipeline answers to which model name.
 
-Clients send OpenAI names (`gpt-image-1`, `dall-e-3`, ...) or a configured model's own id. The
-first configured model serves every OpenAI name that no other model claims in `aliases`.
+Clients send a configured model's own id, one of its `aliases`, or a public name (OpenAI's
+`gpt-image-1`, `dall-e-3`, ...: the caller passes them as `default_aliases`). The first
+configured model serves every default alias that no other model claims.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pixelsmith.engine.presets import SizeRules, preset_for, resolve_source
+from pixelsmith.engine.presets import preset_for, resolve_source
 from pixelsmith.errors import ModelNotFoundError
-from pixelsmith.settings import ModelConfig, QualitySteps, check_size_string
-
-OPENAI_MODEL_NAMES = ("gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5", "dall-e-2", "dall-e-3")
+from pixelsmith.settings import ModelConfig, QualitySteps
+from pixelsmith.sizes import ImageSize, SizeRules, model_size
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,8 @@ class ModelSpec:
     variant: str | None
     device: str
     dtype: str
-    sizes: tuple[str, ...]
-    default_size: str
+    sizes: tuple[ImageSize, ...]
+    default_size: ImageSize
     steps: QualitySteps
     guidance_scale: float
     max_inference_steps: int
@@ -51,12 +51,10 @@ class ModelSpec:
         cls, config: ModelConfig, *, aliases: tuple[str, ...], device: str, dtype: str
     ) -> ModelSpec:
         preset = preset_for(config.source, config.preset)
-        sizes = tuple(config.sizes) if config.sizes else preset.sizes
-        default_size = config.default_size or preset.native_size
+        sizes = tuple(model_size(size) for size in (config.sizes or preset.sizes))
+        default_size = model_size(config.default_size or preset.native_size)
         if default_size not in sizes:
             sizes = (default_size, *sizes)
-        for size in sizes:
-            check_size_string(size)
         return cls(
             id=config.model_id,
             source=resolve_source(config.source),
@@ -90,11 +88,23 @@ class ModelSpec:
             attention_slicing=config.attention_slicing,
         )
 
+    @property
+    def max_pixels(self) -> int:
+        """The pixels of the largest listed size: inputs of edits are scaled to fit it."""
+        return max(size.pixels for size in self.sizes)
+
 
 class ModelRegistry:
     """Maps every accepted model name to its ModelSpec."""
 
-    def __init__(self, configs: list[ModelConfig], *, device: str = "auto", dtype: str = "auto"):
+    def __init__(
+        self,
+        configs: list[ModelConfig] | tuple[ModelConfig, ...],
+        *,
+        default_aliases: tuple[str, ...] = (),
+        device: str = "auto",
+        dtype: str = "auto",
+    ) -> None:
         if not configs:
             raise ValueError("at least one model must be configured")
         # Names taken explicitly, by an id or an alias, are not handed to the default model.
@@ -105,7 +115,7 @@ class ModelRegistry:
         for index, config in enumerate(configs):
             aliases = list(config.aliases or [])
             if index == 0:
-                aliases += [name for name in OPENAI_MODEL_NAMES if name not in claimed]
+                aliases += [name for name in default_aliases if name not in claimed]
             self.specs.append(
                 ModelSpec.from_config(config, aliases=tuple(aliases), device=device, dtype=dtype)
             )

@@ -17,7 +17,12 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from pixelsmith.engine.jobs import GenerationJob, GenerationOutput, JobCancelled
+from pixelsmith.engine.jobs import (
+    GenerationJob,
+    GenerationOutput,
+    JobCancelled,
+    UnsupportedJobError,
+)
 from pixelsmith.errors import APIError, RateLimitError, ServiceUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -70,14 +75,10 @@ class PipelineWorker:
         if self._consumer is None:
             self._consumer = asyncio.create_task(self._consume(), name=f"worker-{self.name}")
 
-    async def submit(self, job: GenerationJob) -> GenerationOutput:
-        """Queue `job` and wait for its images. Cancelling the caller (client gone) drops a job
-        that has not started yet."""
-        return await self.enqueue(job)
-
     def enqueue(self, job: GenerationJob) -> asyncio.Future[GenerationOutput]:
         """Queue `job` now (or raise RateLimitError) and return the future of its output, so a
-        caller can refuse a request before it has answered anything (streams)."""
+        caller can refuse a request before it has answered anything (streams). Cancelling the
+        future (its caller has gone) drops a job that has not started yet."""
         if self._consumer is None or self._consumer.done() or self._closing:
             raise ServiceUnavailableError(f"model {self.name} is not running", should_retry=False)
         if self._waiting >= self._max_waiting:
@@ -214,7 +215,7 @@ class PipelineWorker:
         """What the caller of a job that failed on its own sees: 503, and whether a retry can
         help. Nothing was produced, so a retry never makes an image twice; but a job that
         fails for what it is (not for the load it met) would only fail again."""
-        if isinstance(exc, APIError):
+        if isinstance(exc, (APIError, UnsupportedJobError)):
             return exc
         if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
             logger.warning("model %s ran out of memory on a single job", self.name)

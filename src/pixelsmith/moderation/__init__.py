@@ -6,7 +6,6 @@ Moderator.check_images(images, level, prompt) -> Verdict   before images are ret
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from functools import cache
 from pathlib import Path
@@ -73,13 +72,6 @@ def build_moderator(settings: Settings) -> Moderator:
     return moderator
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _text_classifiers(settings: Settings) -> list[TextClassifier]:
     classifiers: list[TextClassifier] = []
     if settings.moderation_semantic != "off":
@@ -107,7 +99,7 @@ def _image_classifiers(settings: Settings) -> list[ImageClassifier]:
         try:
             return [_nudenet()]
         except ImportError:
-            if choice == "nudenet" or not _is_loopback(settings.host):
+            if choice == "nudenet" or not settings.host_is_loopback:
                 # Serving a network with no image check must be a decision, not an accident.
                 raise ImportError(
                     "nudenet (the default image check; or set moderation_image_classifier=none "

@@ -1,15 +1,17 @@
-"""Reading uploaded images safely: format sniffed from the bytes, size and pixel limits,
-decompression bombs refused, EXIF orientation applied, alpha kept."""
+"""Reading input images safely (uploads, data URLs, files): format sniffed from the bytes, size
+and pixel limits, decompression bombs refused, EXIF orientation applied, alpha kept."""
 
 from __future__ import annotations
 
+import binascii
 import io
 import warnings
 from dataclasses import dataclass
 
+import pybase64
 from PIL import Image, ImageOps
 
-from pixelsmith.errors import APIError, InvalidRequestError
+from pixelsmith.errors import InvalidRequestError, PayloadTooLargeError
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # OpenAI: each image under 50 MB
 DALL_E_2_MAX_BYTES = 4 * 1024 * 1024
@@ -20,10 +22,18 @@ MAX_PIXELS = 4096 * 4096
 MAGIC = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpeg"}
 
 
-class PayloadTooLargeError(APIError):
-    status_code = 413
-    error_type = "invalid_request_error"
-    default_code = "file_too_large"
+@dataclass(frozen=True)
+class InputImages:
+    """The images of an edit as they arrived, not decoded yet: the request is checked against
+    its model first, so that nothing is decoded for a request that will be refused."""
+
+    images: list[bytes]
+    mask: bytes | None = None
+    # How errors name the images: `image` (multipart, the files) or `images` (JSON, a list).
+    param: str = "image"
+
+    def param_of(self, index: int) -> str:
+        return f"{self.param}[{index}]" if self.param == "images" else self.param
 
 
 @dataclass(frozen=True)
@@ -125,3 +135,22 @@ def read_mask(data: bytes, *, size: tuple[int, int], param: str = "mask") -> Ima
         )
     alpha = uploaded.image.getchannel("A")
     return alpha.point(lambda value: 255 if value == 0 else 0)
+
+
+def decode_data_url(url: str, param: str) -> bytes:
+    """The bytes of a base64 `data:` URL (JSON edits, moderation inputs)."""
+    header, _, data = url.partition(",")
+    if not (header.startswith("data:") and header.endswith(";base64") and data):
+        raise InvalidRequestError(
+            f"Invalid '{param}': expected a base64 data: URL (data:image/png;base64,...).",
+            param=param,
+            code="invalid_image_url",
+        )
+    try:
+        return pybase64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequestError(
+            f"Invalid '{param}': the data is not valid base64.",
+            param=param,
+            code="invalid_image_url",
+        ) from None

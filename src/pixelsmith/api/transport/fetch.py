@@ -18,8 +18,8 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
-from pixelsmith.api.uploads import MAX_UPLOAD_BYTES, PayloadTooLargeError
-from pixelsmith.errors import InvalidRequestError
+from pixelsmith.errors import InvalidRequestError, PayloadTooLargeError
+from pixelsmith.service.inputs import MAX_UPLOAD_BYTES
 
 MAX_REDIRECTS = 3
 TIMEOUT_SECONDS = 15.0

@@ -3,12 +3,8 @@ for agents that want to check a prompt before they send it."""
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
 import secrets
 
-from fastapi import APIRouter, Request
 from PIL import Image
 
 from pixelsmith.api.protocol import (
@@ -17,12 +13,9 @@ from pixelsmith.api.protocol import (
     ModerationResponse,
     ModerationResult,
 )
-from pixelsmith.api.responses import JSONResponse
-from pixelsmith.api.uploads import read_image
 from pixelsmith.errors import InvalidRequestError, reject_unpaired_surrogates
 from pixelsmith.moderation import Moderator, Verdict
-
-router = APIRouter()
+from pixelsmith.service.inputs import decode_data_url, read_image
 
 # Every category of OpenAI's omni-moderation model, so clients find all the keys they expect.
 OPENAI_CATEGORIES = (
@@ -74,23 +67,10 @@ def _check_limits(body: CreateModerationRequest) -> None:
         )
 
 
-def _decode_data_url(url: str, index: int) -> Image.Image:
+def _decode_image(url: str, index: int) -> Image.Image:
     param = f"input[{index}].image_url.url"
-    header, _, data = url.partition(",")
-    if not header.startswith("data:") or not header.endswith(";base64") or not data:
-        raise InvalidRequestError(
-            "Only base64 data: URLs (data:image/png;base64,...) are supported for images.",
-            param=param,
-            code="invalid_image_url",
-        )
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidRequestError(
-            "The image data URL is not valid base64.", param=param, code="invalid_image_url"
-        ) from None
     # The same checks as uploads: sniffed format, byte and pixel limits (no decompression bombs).
-    return read_image(raw, param=param, max_bytes=MAX_IMAGE_BYTES).image
+    return read_image(decode_data_url(url, param), param=param, max_bytes=MAX_IMAGE_BYTES).image
 
 
 def _result(verdict: Verdict, input_types: list[str]) -> ModerationResult:
@@ -111,7 +91,7 @@ def _result(verdict: Verdict, input_types: list[str]) -> ModerationResult:
     )
 
 
-def _moderate(moderator: Moderator, body: CreateModerationRequest) -> list[ModerationResult]:
+def _results(moderator: Moderator, body: CreateModerationRequest) -> list[ModerationResult]:
     if isinstance(body.input, str):
         return [_result(moderator.check_prompt(body.input, "auto"), ["text"])]
     if all(isinstance(item, str) for item in body.input):
@@ -120,7 +100,7 @@ def _moderate(moderator: Moderator, body: CreateModerationRequest) -> list[Moder
     # so a minor named in the text counts with a sexual signal in an image.
     texts = [part.text for part in body.input if not isinstance(part, ModerationImagePart)]  # type: ignore[union-attr]
     images = [
-        _decode_data_url(part.image_url.url, index)
+        _decode_image(part.image_url.url, index)
         for index, part in enumerate(body.input)
         if isinstance(part, ModerationImagePart)
     ]
@@ -135,12 +115,11 @@ def _moderate(moderator: Moderator, body: CreateModerationRequest) -> list[Moder
     return [_result(verdict, types)]
 
 
-@router.post("/v1/moderations", name="create_moderation", response_model=ModerationResponse)
-async def create_moderation(body: CreateModerationRequest, request: Request) -> JSONResponse:
-    """Classify text (and images given as data: URLs) with the server's moderator."""
+def create_moderation(moderator: Moderator, body: CreateModerationRequest) -> ModerationResponse:
+    """Classify text, and images given as data: URLs. Blocking: call it off the event loop."""
     _check_limits(body)
-    results = await asyncio.to_thread(_moderate, request.app.state.moderator, body)
-    response = ModerationResponse(
-        id=f"modr-{secrets.token_hex(12)}", model=body.model or MODEL_NAME, results=results
+    return ModerationResponse(
+        id=f"modr-{secrets.token_hex(12)}",
+        model=body.model or MODEL_NAME,
+        results=_results(moderator, body),
     )
-    return JSONResponse(response.model_dump())

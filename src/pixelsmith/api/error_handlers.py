@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pixelsmith.api.responses import JSONResponse
+from pixelsmith.api.transport.responses import JSONResponse
 from pixelsmith.errors import APIError, error_body
 
 logger = logging.getLogger(__name__)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pixelsmith.api.protocol import ImageUsage, InputTokensDetails, OutputTokensDetails
+from pixelsmith.service.planning import ImagePlan
 
 # Output image tokens per image, from OpenAI's published gpt-image-1 pricing table
 # (quality x size). Other sizes scale the 1024x1024 figure by area.
@@ -21,21 +22,18 @@ def output_tokens_per_image(width: int, height: int, tier: str) -> int:
     return max(1, round(table["1024x1024"] * width * height / (1024 * 1024)))
 
 
-def image_usage(
-    *,
-    prompt_tokens: int,
-    width: int,
-    height: int,
-    tier: str,
-    count: int,
-    input_image_tokens: int = 0,
-) -> ImageUsage:
-    output = output_tokens_per_image(width, height, tier) * count
-    input_total = prompt_tokens + input_image_tokens
+def image_usage(plan: ImagePlan, *, prompt_tokens: int, count: int) -> ImageUsage:
+    """The usage of `count` images of `plan`, whose prompt read `prompt_tokens` tokens."""
+    output = output_tokens_per_image(plan.size.width, plan.size.height, plan.quality_tier) * count
+    # Input images count as image tokens, estimated with the low tier of OpenAI's table.
+    image_tokens = sum(
+        output_tokens_per_image(image.width, image.height, "low") for image in plan.inputs
+    )
+    input_total = prompt_tokens + image_tokens
     return ImageUsage(
         input_tokens=input_total,
         input_tokens_details=InputTokensDetails(
-            text_tokens=prompt_tokens, image_tokens=input_image_tokens
+            text_tokens=prompt_tokens, image_tokens=image_tokens
         ),
         output_tokens=output,
         output_tokens_details=OutputTokensDetails(image_tokens=output, text_tokens=0),

@@ -1,4 +1,4 @@
-"""The rules each OpenAI model name carries on the wire, whichever pipeline serves it.
+"""The OpenAI model names, and the rules each carries on the wire, whichever pipeline serves it.
 
 A client that says `dall-e-3` expects dall-e-3's sizes, one image per call and a revised prompt;
 one that says `gpt-image-1` expects base64 output and the GPT image quality tiers. A model's own
@@ -68,6 +68,9 @@ _RULES_BY_NAME = {
     "dall-e-2": DALL_E_2_RULES,
     "dall-e-3": DALL_E_3_RULES,
 }
+
+# Every OpenAI name the server answers to: the default model serves those no model claims.
+OPENAI_MODEL_NAMES = tuple(_RULES_BY_NAME)
 
 # How each quality name maps onto the model's three step tiers.
 QUALITY_TIERS = {

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 
 # The page talks only to this server and loads nothing from elsewhere; images arrive as data:
 # URLs. Injected content could not send an API key typed into it to another origin. (The key

@@ -1,0 +1,247 @@
+"""Reading the multipart and JSON bodies of edits and variations into wire models and the
+images' bytes, which the service decodes once it has checked the request.
+
+The official clients send files as `image`, as repeated `image[]` (even for a list of one) and
+the mask as `mask`; text fields arrive as strings ("true", "2") and are converted here, then
+validated by the same pydantic models as JSON, so errors read alike. JSON edits name their
+images as `{"image_url": ...}` objects: base64 data: URLs, or http(s) URLs when the operator
+turned fetching on (fetch.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import orjson
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import FormData, UploadFile
+from starlette.types import Message
+
+from pixelsmith.api.protocol import CreateImageEditRequest, CreateImageVariationRequest
+from pixelsmith.api.transport.fetch import ImageFetcher
+from pixelsmith.errors import InvalidRequestError, PayloadTooLargeError
+from pixelsmith.service.inputs import MAX_UPLOAD_BYTES, InputImages, decode_data_url
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+MAX_IMAGES = 16  # files per field in one body: a transport limit, far above any model's
+# Field types the multipart strings are converted to before validation.
+_INTEGER_FIELDS = {"n", "output_compression", "partial_images", "seed", "num_inference_steps"}
+_NUMBER_FIELDS = {"guidance_scale"}
+_BOOLEAN_FIELDS = {"stream"}
+
+
+def validate(model: type[ModelT], fields: dict[str, Any]) -> ModelT:
+    """Validate like FastAPI does for JSON bodies, so errors get the same 400 envelope."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
+
+
+def _convert(name: str, value: str) -> Any:
+    try:
+        if name in _INTEGER_FIELDS:
+            return int(value)
+        if name in _NUMBER_FIELDS:
+            return float(value)
+    except ValueError:
+        return value  # left as text: validation reports the wrong type with its name
+    if name in _BOOLEAN_FIELDS and value in ("true", "false"):
+        return value == "true"
+    return value
+
+
+async def read_form_files(
+    form: FormData, names: tuple[str, ...]
+) -> tuple[dict[str, list[bytes]], dict[str, Any]]:
+    """Split a form into files (by base name: `image` and `image[]` are one list) and text."""
+    files: dict[str, list[bytes]] = {}
+    text: dict[str, Any] = {}
+    for key, value in form.multi_items():
+        base = key.removesuffix("[]")
+        if base in names:
+            if not isinstance(value, UploadFile):
+                raise InvalidRequestError(
+                    f"Invalid type for '{base}': expected a file, but got a string instead.",
+                    param=base,
+                    code="invalid_type",
+                )
+            if value.size is not None and value.size > MAX_UPLOAD_BYTES:
+                raise PayloadTooLargeError(
+                    f"Invalid file '{base}': {value.size / 1e6:.1f} MB is over the "
+                    f"{MAX_UPLOAD_BYTES // (1024 * 1024)} MB limit.",
+                    param=base,
+                )
+            files.setdefault(base, []).append(await value.read())
+            if len(files[base]) > MAX_IMAGES:
+                raise InvalidRequestError(
+                    f"Too many files for '{base}': at most {MAX_IMAGES}.",
+                    param=base,
+                    code="too_many_images",
+                )
+        elif isinstance(value, UploadFile):
+            raise InvalidRequestError(
+                f"Unknown file parameter: '{key}'.", param=key, code="unknown_parameter"
+            )
+        else:
+            text[key] = _convert(key, value)
+    return files, text
+
+
+# OpenAI's limit for `image_url` (a URL or a base64 data: URL) in JSON edits.
+MAX_IMAGE_URL_CHARS = 20_971_520
+
+
+async def image_ref_bytes(reference: Any, param: str, fetcher: ImageFetcher | None) -> bytes:
+    """The bytes of a JSON `{"image_url": ...}` reference: a base64 data: URL, or an http(s)
+    URL when the operator turned fetching on (`fetcher`); see fetch.py for its safeguards."""
+    if not isinstance(reference, dict) or set(reference) - {"image_url", "file_id"}:
+        raise InvalidRequestError(
+            f"Invalid '{param}': expected an object with 'image_url'.",
+            param=param,
+            code="invalid_type",
+        )
+    if "file_id" in reference:
+        raise InvalidRequestError(
+            f"Invalid '{param}': file_id references are not supported; send image_url.",
+            param=param,
+            code="unsupported_value",
+        )
+    url = reference.get("image_url")
+    if not isinstance(url, str):
+        raise InvalidRequestError(
+            f"Missing required parameter: '{param}.image_url'.",
+            param=f"{param}.image_url",
+            code="missing_required_parameter",
+        )
+    if len(url) > MAX_IMAGE_URL_CHARS:
+        raise InvalidRequestError(
+            f"Invalid '{param}.image_url': {len(url)} characters is over the limit of "
+            f"{MAX_IMAGE_URL_CHARS}.",
+            param=f"{param}.image_url",
+            code="string_above_max_length",
+        )
+    if url.startswith(("http://", "https://")):
+        if fetcher is None:
+            raise InvalidRequestError(
+                f"Invalid '{param}.image_url': fetching image URLs is disabled on this server; "
+                "send the image as a base64 data: URL.",
+                param=f"{param}.image_url",
+                code="unsupported_value",
+            )
+        return await fetcher.fetch(url, param=f"{param}.image_url")
+    return decode_data_url(url, f"{param}.image_url")
+
+
+# The largest body an edit may have. Multipart: 16 images of 50 MB and a mask. JSON: 16 image
+# URLs and a mask of at most MAX_IMAGE_URL_CHARS each (the spec's limit), and the other fields.
+MAX_EDIT_BODY_BYTES = (MAX_IMAGES + 1) * MAX_UPLOAD_BYTES
+MAX_JSON_EDIT_BODY_BYTES = (MAX_IMAGES + 1) * MAX_IMAGE_URL_CHARS + 1_000_000
+
+
+def size_limited(request: Request) -> Request:
+    """The request, refusing a body over the limit: by Content-Length before reading, and by
+    counting as it arrives for chunked bodies, which announce no length. JSON bodies are held
+    in memory whole, so their limit is the spec's own, far below the multipart one (multipart
+    files spool to disk)."""
+    is_json = request.headers.get("content-type", "").startswith("application/json")
+    limit = MAX_JSON_EDIT_BODY_BYTES if is_json else MAX_EDIT_BODY_BYTES
+    length = request.headers.get("content-length", "")
+    limit_mb = limit // 10**6
+    if length.isdigit() and int(length) > limit:
+        raise PayloadTooLargeError(
+            f"The request body is {int(length) / 1e6:.0f} MB; the limit is {limit_mb} MB."
+        )
+    received = 0
+
+    async def counting_receive() -> Message:
+        nonlocal received
+        message = await request.receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise PayloadTooLargeError(f"The request body is over the {limit_mb} MB limit.")
+        return message
+
+    return Request(request.scope, counting_receive)
+
+
+async def read_edit(
+    request: Request, fetcher: ImageFetcher | None
+) -> tuple[CreateImageEditRequest, InputImages]:
+    """An edit's fields and images, from multipart (the official clients) or JSON."""
+    request = size_limited(request)
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        # Starlette's own limits answer outside our envelope; ours (MAX_IMAGES) come first.
+        form = await request.form(max_files=4 * MAX_IMAGES, max_fields=64)
+        try:
+            files, fields = await read_form_files(form, ("image", "mask"))
+        finally:
+            await form.close()
+        images, masks, param = files.get("image", []), files.get("mask", []), "image"
+    elif content_type.startswith("application/json"):
+        fields = _json_object(await request.body())
+        param = "images"
+        references = fields.pop("images", None)
+        if not isinstance(references, list) or not references:
+            raise InvalidRequestError(
+                "Missing required parameter: 'images' (a list of {\"image_url\": ...}).",
+                param="images",
+                code="missing_required_parameter",
+            )
+        if len(references) > MAX_IMAGES:  # before anything is decoded or fetched
+            raise InvalidRequestError(
+                f"Too many images: at most {MAX_IMAGES}.", param="images", code="too_many_images"
+            )
+        images = [
+            await image_ref_bytes(reference, f"images[{index}]", fetcher)
+            for index, reference in enumerate(references)
+        ]
+        mask_reference = fields.pop("mask", None)
+        masks = [await image_ref_bytes(mask_reference, "mask", fetcher)] if mask_reference else []
+    else:
+        raise InvalidRequestError(
+            "Send edits as multipart/form-data (as the official clients do) or as JSON.",
+            code="invalid_content_type",
+        )
+    edit = validate(CreateImageEditRequest, fields)
+    return edit, InputImages(images=images, mask=masks[0] if masks else None, param=param)
+
+
+async def read_variation(request: Request) -> tuple[CreateImageVariationRequest, bytes]:
+    """A variation's fields and its one image, from multipart."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise InvalidRequestError(
+            "Send variations as multipart/form-data.", code="invalid_content_type"
+        )
+    form = await size_limited(request).form(max_files=4 * MAX_IMAGES, max_fields=32)
+    try:
+        files, fields = await read_form_files(form, ("image",))
+    finally:
+        await form.close()
+    variation = validate(CreateImageVariationRequest, fields)
+    if not files.get("image"):
+        raise InvalidRequestError(
+            "Missing required parameter: 'image'.", param="image", code="missing_required_parameter"
+        )
+    if len(files["image"]) > 1:
+        raise InvalidRequestError(
+            "Variations take exactly one image.", param="image", code="too_many_images"
+        )
+    return variation, files["image"][0]
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidRequestError(
+            "We could not parse the JSON body of your request.", code="invalid_json"
+        ) from None
+    if not isinstance(parsed, dict):
+        raise InvalidRequestError("The request body must be a JSON object.", code="invalid_type")
+    return parsed

@@ -1,0 +1,44 @@
+"""Collaborators built from Settings, for the app factory and the CLI alike: this is where the
+settings reach the engine (as an EngineConfig) and the image store."""
+
+from __future__ import annotations
+
+from pixelsmith.engine import Engine, EngineConfig, SpeedOptions
+from pixelsmith.service.names import OPENAI_MODEL_NAMES
+from pixelsmith.settings import Settings
+from pixelsmith.storage import LocalImageStore
+
+
+def engine_config(settings: Settings, *, lazy_load: bool | None = None) -> EngineConfig:
+    """The engine's part of the settings. The OpenAI model names go to the default model."""
+    return EngineConfig(
+        models=tuple(settings.model_configs()),
+        default_aliases=OPENAI_MODEL_NAMES,
+        device=settings.device,
+        dtype=settings.dtype,
+        cache_dir=settings.cache_dir,
+        offline=settings.offline,
+        lazy_load=settings.lazy_load if lazy_load is None else lazy_load,
+        memory_budget_gb=settings.memory_budget_gb,
+        warmup=settings.warmup,
+        speed=SpeedOptions(channels_last=settings.channels_last, compile=settings.compile),
+        max_queue_size=settings.max_queue_size,
+        max_batch_size=settings.max_batch_size,
+        batch_timeout=settings.batch_timeout,
+    )
+
+
+def build_engine(
+    settings: Settings, *, show_progress: bool = False, lazy_load: bool | None = None
+) -> Engine:
+    """An engine for the settings, not loaded yet (cheap: nothing is read from disk)."""
+    return Engine(engine_config(settings, lazy_load=lazy_load), show_progress=show_progress)
+
+
+def build_store(settings: Settings) -> LocalImageStore:
+    key = settings.url_signing_key
+    return LocalImageStore(
+        settings.resolved_storage_dir(),
+        ttl_seconds=settings.url_ttl_seconds,
+        signing_key=key.get_secret_value().encode() if key else None,
+    )

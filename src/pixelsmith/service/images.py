@@ -1,0 +1,260 @@
+"""The image operations, one entry each: `generate`, `edit` and `create_variation`. Every caller
+(the HTTP routes, the CLI, and later batch jobs, MCP tools and Ray replicas) calls exactly
+these. Each takes a validated request and returns the complete `ImagesResponse`, or, when the
+request asked for a stream, an `ImageStream` of events.
+
+Each request takes the same path: plan (planning.py), admit (moderation_gate.py), queue on the
+backend, then answer (output.py, events.py). Refusals, a full queue included, are raised before
+anything is returned, so a stream never starts with an error that a status code could carry.
+Cancelling the awaiting task (a client that hangs up) stops the run after its current step,
+or before it starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, replace
+
+from PIL import Image
+
+from pixelsmith.api.protocol import (
+    CreateImageEditRequest,
+    CreateImageRequest,
+    CreateImageVariationRequest,
+    ImageData,
+    ImagesResponse,
+)
+from pixelsmith.engine import GenerationOutput, JobCancelled, UnsupportedJobError
+from pixelsmith.errors import INTERNAL_ERROR_MESSAGE, APIError, error_body
+from pixelsmith.matting import KeyedBackgroundMatting, Matting
+from pixelsmith.moderation import Moderator
+from pixelsmith.service.backend import ImageBackend
+from pixelsmith.service.events import StreamEvent, StreamEvents
+from pixelsmith.service.inputs import InputImages
+from pixelsmith.service.moderation_gate import RequestModeration
+from pixelsmith.service.output import OutputWriter
+from pixelsmith.service.planning import ImagePlan, RequestPlanner, unsupported_error
+from pixelsmith.service.usage import image_usage
+from pixelsmith.storage import ImageStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """What the service knows of its caller."""
+
+    request_id: str  # in logs and in error messages, for the client to quote
+    base_url: str = ""  # where image URLs point (response_format="url")
+
+
+class ImageService:
+    def __init__(
+        self,
+        backend: ImageBackend,
+        store: ImageStore,
+        moderator: Moderator,
+        matting: Matting | None = None,
+    ) -> None:
+        self.backend = backend
+        self.moderator = moderator
+        matting = matting or KeyedBackgroundMatting()
+        self.planner = RequestPlanner(backend, matting)
+        self.writer = OutputWriter(store, matting)
+
+    async def generate(
+        self, request: CreateImageRequest, context: RequestContext
+    ) -> ImagesResponse | ImageStream:
+        """Images from a prompt (OpenAI `images.generate`)."""
+        # Off the event loop, like every plan: edits resize large inputs.
+        plan = await asyncio.to_thread(self.planner.generation, request)
+        return await self._answer(plan, context)
+
+    async def edit(
+        self, request: CreateImageEditRequest, inputs: InputImages, context: RequestContext
+    ) -> ImagesResponse | ImageStream:
+        """An edit of the input image, the masked area only when there is a mask (OpenAI
+        `images.edit`). The inputs are decoded here, once the request passes its checks."""
+        plan = await asyncio.to_thread(self.planner.edit, request, inputs)
+        return await self._answer(plan, context)
+
+    async def create_variation(
+        self, request: CreateImageVariationRequest, image: bytes, context: RequestContext
+    ) -> ImagesResponse:
+        """Variations of one image (OpenAI `images.create_variation`); never streamed."""
+        plan = await asyncio.to_thread(self.planner.variation, request, image)
+        answer = await self._answer(plan, context)
+        assert isinstance(answer, ImagesResponse)  # variations have no `stream`
+        return answer
+
+    async def _answer(
+        self, plan: ImagePlan, context: RequestContext
+    ) -> ImagesResponse | ImageStream:
+        moderation = RequestModeration(self.moderator, plan, context.request_id)
+        await moderation.admit()
+        logger.info(
+            "%s model=%s size=%s steps=%d n=%d user=%s",
+            plan.job.kind,
+            plan.spec.id,
+            plan.size,
+            plan.job.num_inference_steps,
+            plan.job.num_images,
+            ascii(plan.user[:64]) if plan.user else "-",  # the client's text, never raw
+        )
+        if plan.stream:
+            # Queued now: a full queue is a 429 before any event.
+            run = _Run(self.backend, plan, previews=True)
+            return ImageStream(self._events(plan, moderation, run, context), run)
+        return await self._complete(plan, moderation, context)
+
+    async def _complete(
+        self, plan: ImagePlan, moderation: RequestModeration, context: RequestContext
+    ) -> ImagesResponse:
+        output = await _Run(self.backend, plan, previews=False).output()
+        await moderation.prompt()
+        data = await asyncio.to_thread(self._image_data, output, plan, moderation, context)
+        return ImagesResponse(
+            created=int(time.time()),
+            data=data,
+            background=plan.output.background,
+            output_format=plan.output.format,
+            quality=plan.quality_tier,  # type: ignore[arg-type]
+            size=str(plan.size),
+            usage=image_usage(plan, prompt_tokens=output.prompt_tokens, count=len(data)),
+        )
+
+    def _image_data(
+        self,
+        output: GenerationOutput,
+        plan: ImagePlan,
+        moderation: RequestModeration,
+        context: RequestContext,
+    ) -> list[ImageData]:
+        encoded = self._checked_and_encoded(output.images, plan, moderation)
+        return self.writer.image_data(
+            encoded,
+            output.seeds,
+            plan.output,
+            # A prompt cut at the text encoder's window is reported as what was used.
+            revised_prompt=output.cut_prompt or plan.revised_prompt,
+            base_url=context.base_url,
+        )
+
+    def _checked_and_encoded(
+        self, images: list[Image.Image], plan: ImagePlan, moderation: RequestModeration
+    ) -> list[bytes]:
+        moderation.check_images(images)
+        return self.writer.encode(images, plan.output)
+
+    async def _events(
+        self,
+        plan: ImagePlan,
+        moderation: RequestModeration,
+        run: _Run,
+        context: RequestContext,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """For each preview step one partial_image per image (image 0 first), then one
+        completed per image, in seed order. A failure from here on is an `error` event."""
+        events = StreamEvents(plan)
+        try:
+            async for index, images in run.previews():
+                # Nothing leaves the server unchecked: the prompt's verdict first, then the
+                # preview images themselves, as if they were outputs.
+                await moderation.prompt()
+                encoded = await asyncio.to_thread(
+                    self._checked_and_encoded, images, plan, moderation
+                )
+                for data in encoded:
+                    yield events.partial_image(data, index)
+            output = await run.output()
+            await moderation.prompt()
+            encoded = await asyncio.to_thread(
+                self._checked_and_encoded, output.images, plan, moderation
+            )
+            usage = image_usage(plan, prompt_tokens=output.prompt_tokens, count=1)
+            for data, seed in zip(encoded, output.seeds, strict=True):
+                yield events.completed(data, usage, seed)
+        except APIError as exc:
+            yield exc.to_body()
+        except JobCancelled:
+            return  # the caller has gone; nobody is listening
+        except Exception:
+            logger.exception("stream of request %s failed", context.request_id)
+            yield error_body(
+                INTERNAL_ERROR_MESSAGE.format(request_id=context.request_id), type="server_error"
+            )
+        finally:
+            run.stop()
+
+
+class ImageStream:
+    """The events of one streamed request, in order. `aclose()` stops the run (after its
+    current step, or before it starts), whether or not any event was read."""
+
+    def __init__(self, events: AsyncGenerator[StreamEvent, None], run: _Run) -> None:
+        self._events = events
+        self._run = run
+
+    def __aiter__(self) -> ImageStream:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        return await self._events.__anext__()
+
+    async def aclose(self) -> None:
+        self._run.stop()
+        await self._events.aclose()
+
+
+class _Run:
+    """One job on the backend's queue: its output to come, its previews as they arrive, and a
+    switch that stops it."""
+
+    def __init__(self, backend: ImageBackend, plan: ImagePlan, *, previews: bool) -> None:
+        self._plan = plan
+        self._cancelled = threading.Event()
+        self._previews: asyncio.Queue[tuple[int, list[Image.Image]] | None] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        sent = -1
+
+        def on_preview(index: int, images: list[Image.Image]) -> None:  # worker thread
+            nonlocal sent
+            # A batch that fails is run again job by job, and sends its previews again.
+            if index > sent:
+                sent = index
+                loop.call_soon_threadsafe(self._previews.put_nowait, (index, images))
+
+        job = replace(
+            plan.job, cancelled=self._cancelled, on_preview=on_preview if previews else None
+        )
+        self._output = backend.enqueue(plan.spec, job)
+        # The end of the run, however it ends, is the last item of the previews' queue. Its
+        # outcome is read by output(), or retrieved here when nobody is left to read it.
+        self._output.add_done_callback(lambda done: self._previews.put_nowait(None))
+        self._output.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+    async def previews(self) -> AsyncIterator[tuple[int, list[Image.Image]]]:
+        """Previews until the run ends."""
+        while (preview := await self._previews.get()) is not None:
+            yield preview
+
+    async def output(self) -> GenerationOutput:
+        """The run's output. A model that turns out unable to run the job (one loaded on
+        demand, whose capabilities were not known when the request was planned) answers as
+        planning would have."""
+        try:
+            return await self._output
+        except asyncio.CancelledError:
+            self.stop()  # the caller has gone: stop the run after its current step
+            raise
+        except UnsupportedJobError as exc:
+            plan = self._plan
+            raise unsupported_error(exc.param, plan.operation, plan.target, plan.job.kind) from None
+
+    def stop(self) -> None:
+        self._cancelled.set()
+        self._output.cancel()

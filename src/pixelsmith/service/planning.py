@@ -1,0 +1,474 @@
+"""From a validated request to a plan: the engine job, with every default resolved and every
+rule of the named model checked. One path for generations, edits and variations: they differ
+in their source image (none, an edit's input and mask, a variation's input) and in the
+defaults of their wire models, not in the steps.
+
+Nothing here loads a model. What a check needs comes from the model's spec (sizes, steps,
+limits) or from the capabilities its pipeline showed when it was loaded; for a lazily loaded
+model that has not run yet, the engine checks the job itself before running it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, fields, replace
+from typing import Any, Literal
+
+from PIL import Image, ImageChops
+
+from pixelsmith.api.protocol import (
+    MAX_SEED,
+    CreateImageEditRequest,
+    CreateImageRequest,
+    CreateImageVariationRequest,
+)
+from pixelsmith.engine import GenerationJob, ModelSpec
+from pixelsmith.engine.jobs import JobKind
+from pixelsmith.errors import InvalidRequestError, reject_unpaired_surrogates
+from pixelsmith.imaging import OutputFormat
+from pixelsmith.matting import Matting
+from pixelsmith.moderation import ModerationLevel
+from pixelsmith.service.backend import ImageBackend
+from pixelsmith.service.inputs import (
+    DALL_E_2_MAX_BYTES,
+    InputImages,
+    UploadedImage,
+    read_image,
+    read_mask,
+)
+from pixelsmith.service.names import QUALITY_TIERS, NameRules, apply_style, rules_for
+from pixelsmith.sizes import ImageSize, parse_size, snap_to_grid
+
+Operation = Literal["generation", "edit", "variation"]
+
+# Image-to-image strength (how far the result may move from the input) by input_fidelity.
+EDIT_STRENGTH: dict[tuple[str, str], float] = {
+    ("image-to-image", "low"): 0.75,
+    ("image-to-image", "high"): 0.5,
+    ("inpaint", "low"): 1.0,
+    ("inpaint", "high"): 0.85,
+}
+# Every model family served today edits one picture; instruction-edit models that take several
+# images as references will say so in their spec.
+MAX_INPUT_IMAGES = 1
+
+
+@dataclass(frozen=True)
+class Target:
+    """The model a request names, and the rules of the name it used."""
+
+    spec: ModelSpec
+    rules: NameRules
+    name: str  # as the client sent it, or the default model's id
+    described: str  # for messages about the name's rules (the default model says whose)
+
+    @property
+    def legacy_family(self) -> str | None:
+        """dall-e-2 or dall-e-3 when the client used those names: their errors look older."""
+        return self.rules.family if self.rules.family in ("dall-e-2", "dall-e-3") else None
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    format: OutputFormat
+    compression: int
+    response_format: str
+    transparent: bool = False  # background="transparent": outputs are matted to RGBA
+    # An edit's input alpha channel, put back on outputs (in formats that keep alpha).
+    keep_alpha: Image.Image | None = None
+
+    @property
+    def background(self) -> Literal["transparent", "opaque"]:
+        return "transparent" if self.transparent or self.keep_alpha is not None else "opaque"
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    """A request ready for the engine: the job, and what its answer needs."""
+
+    operation: Operation
+    target: Target
+    job: GenerationJob
+    prompt: str  # as the client sent it (moderation reads this); job.prompt may be styled
+    moderation: ModerationLevel
+    size: ImageSize
+    quality_tier: str
+    output: OutputOptions
+    revised_prompt: str | None  # a style rewrite; a cut prompt is reported by the engine
+    inputs: tuple[Image.Image, ...] = ()  # input images: moderated and counted in usage
+    stream: bool = False
+    user: str | None = None
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.target.spec
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """What a request asked for, in the fields all operations share (None: the default). A
+    variation's wire model lacks most of them, so it gets every default."""
+
+    prompt: str | None = None
+    n: int | None = None
+    size: str | None = None
+    quality: str | None = None
+    output_format: OutputFormat | None = None
+    output_compression: int | None = None
+    background: str | None = None
+    response_format: str | None = None
+    moderation: ModerationLevel | None = None
+    stream: bool | None = None
+    partial_images: int | None = None
+    style: str | None = None
+    input_fidelity: str | None = None
+    user: str | None = None
+    seed: int | None = None
+    negative_prompt: str | None = None
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None
+
+    @classmethod
+    def of(cls, request: Any) -> _Asked:
+        return cls(**{field.name: getattr(request, field.name, None) for field in fields(cls)})
+
+
+@dataclass(frozen=True)
+class _Source:
+    """The input image of an edit or a variation, and how the job treats it."""
+
+    image: UploadedImage
+    kind: JobKind
+    strength: float
+    mask: Image.Image | None = None
+    keeps_alpha: bool = False  # the input's transparency carries over (edits)
+
+
+def one_of(values: tuple[str, ...] | list[str]) -> str:
+    quoted = [f"'{value}'" for value in values]
+    return ", ".join(quoted[:-1]) + f" or {quoted[-1]}" if len(quoted) > 1 else quoted[0]
+
+
+class RequestPlanner:
+    """Turns generation, edit and variation requests into ImagePlans. Blocking (images are
+    decoded and resized): call it off the event loop."""
+
+    def __init__(self, backend: ImageBackend, matting: Matting) -> None:
+        self.backend = backend
+        self.matting = matting
+
+    # --- the three operations ------------------------------------------------------------
+
+    def generation(self, request: CreateImageRequest) -> ImagePlan:
+        return self._plan("generation", _Asked.of(request), self._target(request.model), None)
+
+    def edit(self, request: CreateImageEditRequest, inputs: InputImages) -> ImagePlan:
+        """Image-to-image, or inpainting with a mask, on the first (only) input image."""
+        name = request.model or self.backend.registry.default.id
+        self._check_count(len(inputs.images), name, inputs.param)
+        images = [
+            read_image(data, param=inputs.param_of(index))
+            for index, data in enumerate(inputs.images)
+        ]
+        mask = None
+        if inputs.mask is not None:
+            mask = read_mask(inputs.mask, size=images[0].image.size)
+        target = self._target(request.model)
+        source = self._check_source(images[0], target, "image")
+        if mask is None and target.rules.family == "dall-e-2" and source.has_alpha:
+            # dall-e-2 edits without a mask use the image's own transparency as the mask.
+            mask = source.image.getchannel("A").point(lambda value: 255 if value == 0 else 0)
+        kind: JobKind = "inpaint" if mask is not None else "image-to-image"
+        strength = EDIT_STRENGTH[(kind, request.input_fidelity or "low")]
+        edit = _Source(source, kind, strength, mask, keeps_alpha=request.background != "opaque")
+        return self._plan("edit", _Asked.of(request), target, edit)
+
+    def variation(self, request: CreateImageVariationRequest, image: bytes) -> ImagePlan:
+        """Image-to-image with no prompt, at the model's variation strength."""
+        uploaded = read_image(image, param="image")
+        # OpenAI's variations endpoint belongs to dall-e-2: its rules unless another is named.
+        target = self._target(request.model or "dall-e-2")
+        source = self._check_source(uploaded, target, "image")
+        variation = _Source(source, "image-to-image", target.spec.variation_strength)
+        return self._plan("variation", _Asked.of(request), target, variation)
+
+    # --- the shared steps ----------------------------------------------------------------
+
+    def _target(self, model: str | None) -> Target:
+        spec = self.backend.registry.resolve(model)
+        # Without `model`, GPT image rules apply to the default model.
+        described = model or f"{spec.id} (the default model, with gpt-image-1 rules)"
+        return Target(spec, rules_for(model), model or spec.id, described)
+
+    def _plan(
+        self, operation: Operation, asked: _Asked, target: Target, source: _Source | None
+    ) -> ImagePlan:
+        spec, rules = target.spec, target.rules
+        if source is not None:
+            self._check_kind(operation, target, source.kind)
+        prompt = self._checked_prompt(asked, target, needed=operation != "variation")
+        n = asked.n if asked.n is not None else 1
+        if n > rules.max_n:
+            raise InvalidRequestError(
+                f"n must be at most {rules.max_n} for model {target.described}; got {n}.",
+                param="n",
+                code="integer_above_max_value",
+            )
+        quality = asked.quality or "auto"
+        if quality not in rules.qualities:
+            raise InvalidRequestError(
+                f"quality must be one of {one_of(rules.qualities)} for model {target.described}; "
+                f"got '{quality}'.",
+                param="quality",
+                code="invalid_value",
+            )
+        tier = QUALITY_TIERS[quality]
+        auto_size = None
+        if source is not None:
+            width, height = source.image.image.size
+            auto_size = snap_to_grid(width, height, spec.size_rules, spec.max_pixels)
+        size = self._size(asked.size, target, auto_size)
+        output = self._output(asked, target)
+        self._check_streaming(asked, target)
+        steps = asked.num_inference_steps
+        if steps is None:
+            steps = getattr(spec.steps, tier)
+        elif steps > spec.max_inference_steps:
+            raise InvalidRequestError(
+                f"num_inference_steps must be at most {spec.max_inference_steps} for model "
+                f"{target.described}; got {steps}.",
+                param="num_inference_steps",
+                code="integer_above_max_value",
+            )
+        guidance = asked.guidance_scale
+        if guidance is None:
+            guidance = spec.guidance_scale
+        capabilities = self.backend.capabilities(spec)
+        if asked.negative_prompt and capabilities and not capabilities.accepts("negative_prompt"):
+            raise unsupported_error("negative_prompt", operation, target)
+
+        style = (asked.style or rules.default_style) if prompt else None
+        revised_prompt = apply_style(prompt, style) if style else None
+        first_seed = asked.seed if asked.seed is not None else secrets.randbelow(2**32)
+        job = GenerationJob(
+            prompt=revised_prompt or prompt,
+            # The server's own addition: ask for a backdrop the matting can take out.
+            prompt_suffix=self.matting.prompt_suffix if output.transparent else "",
+            negative_prompt=asked.negative_prompt,
+            width=size.width,
+            height=size.height,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            seeds=tuple((first_seed + index) % (MAX_SEED + 1) for index in range(n)),
+            partial_images=(asked.partial_images or 0) if asked.stream else 0,
+        )
+        inputs: tuple[Image.Image, ...] = ()
+        if source is not None:
+            job, output = self._with_source(job, output, source, size)
+            inputs = (source.image.image,)
+        return ImagePlan(
+            operation=operation,
+            target=target,
+            job=job,
+            prompt=prompt,
+            moderation=asked.moderation or "auto",
+            size=size,
+            quality_tier=tier,
+            output=output,
+            revised_prompt=revised_prompt,
+            inputs=inputs,
+            stream=bool(asked.stream),
+            user=asked.user,
+        )
+
+    @staticmethod
+    def _checked_prompt(asked: _Asked, target: Target, *, needed: bool) -> str:
+        prompt = asked.prompt or ""
+        reject_unpaired_surrogates(prompt, "prompt")
+        if asked.negative_prompt:
+            reject_unpaired_surrogates(asked.negative_prompt, "negative_prompt")
+        if needed and not prompt.strip():
+            raise InvalidRequestError(
+                "prompt must not be empty.", param="prompt", code="invalid_value"
+            )
+        max_chars = min(target.rules.max_prompt_chars, target.spec.max_prompt_chars)
+        if len(prompt) > max_chars:
+            raise InvalidRequestError(
+                f"prompt is too long: {len(prompt)} characters; the maximum for model "
+                f"{target.described} is {max_chars}.",
+                param="prompt",
+                code="string_above_max_length",
+            )
+        return prompt
+
+    @staticmethod
+    def _size(requested: str | None, target: Target, auto: ImageSize | None) -> ImageSize:
+        spec, rules = target.spec, target.rules
+        allowed = list(rules.sizes) if rules.sizes is not None else [*map(str, spec.sizes), "auto"]
+        text = requested if requested is not None else rules.default_size
+        size = parse_size(text)
+        if text in allowed:
+            if text == "auto":
+                return auto or spec.default_size
+            assert size is not None  # every listed size is WIDTHxHEIGHT
+            return size
+        if size is None:
+            raise InvalidRequestError(
+                f"size must be WIDTHxHEIGHT (e.g. 1024x1024) and one of {one_of(allowed)} for "
+                f"model {target.described}; got '{text}'.",
+                param="size",
+                code="invalid_value",
+            )
+        # Beyond its list, a model whose family allows it takes any size within its rules
+        # (the OpenAI names with fixed lists, dall-e-2 and dall-e-3, keep their lists).
+        if rules.sizes is None and spec.size_rules is not None:
+            why = spec.size_rules.problem(size.width, size.height)
+            if why is None:
+                return size
+            raise InvalidRequestError(
+                f"size '{text}' is not possible for model {target.described}: {why}. Sizes "
+                f"{one_of(allowed)} always work.",
+                param="size",
+                code="invalid_value",
+            )
+        raise InvalidRequestError(
+            f"size must be one of {one_of(allowed)} for model {target.described}; got '{text}'.",
+            param="size",
+            code="invalid_value",
+        )
+
+    @staticmethod
+    def _output(asked: _Asked, target: Target) -> OutputOptions:
+        output_format: OutputFormat = asked.output_format or "png"
+        compression = asked.output_compression if asked.output_compression is not None else 100
+        if output_format == "png" and compression != 100:
+            raise InvalidRequestError(
+                "output_compression is only supported with output_format 'jpeg' or 'webp'; "
+                f"got output_format 'png' with output_compression {compression}.",
+                param="output_compression",
+                code="invalid_value",
+            )
+        transparent = asked.background == "transparent"
+        if transparent and target.legacy_family:
+            raise InvalidRequestError(
+                f"background is only supported for GPT image models, not {target.described}.",
+                param="background",
+                code="unsupported_parameter",
+            )
+        if transparent and output_format == "jpeg":
+            raise InvalidRequestError(
+                "background 'transparent' requires output_format 'png' or 'webp'; JPEG has no "
+                "alpha channel.",
+                param="background",
+                code="invalid_value",
+            )
+        return OutputOptions(
+            format=output_format,
+            compression=compression,
+            response_format=asked.response_format or target.rules.default_response_format,
+            transparent=transparent,
+        )
+
+    @staticmethod
+    def _check_streaming(asked: _Asked, target: Target) -> None:
+        if asked.stream and target.legacy_family:
+            raise InvalidRequestError(
+                f"stream is only supported for GPT image models, not {target.described}.",
+                param="stream",
+                code="unsupported_parameter",
+            )
+        if asked.stream and asked.response_format == "url":
+            raise InvalidRequestError(
+                "response_format 'url' cannot be streamed: stream events carry b64_json. Omit "
+                "response_format or send stream=false.",
+                param="response_format",
+                code="unsupported_value",
+            )
+
+    # --- source images -------------------------------------------------------------------
+
+    @staticmethod
+    def _check_count(count: int, model: str, param: str) -> None:
+        if count == 0:
+            raise InvalidRequestError(
+                f"Missing required parameter: '{param}'.",
+                param=param,
+                code="missing_required_parameter",
+            )
+        if count > MAX_INPUT_IMAGES:
+            raise InvalidRequestError(
+                f"model {model} takes {MAX_INPUT_IMAGES} input image; got {count}.",
+                param=param,
+                code="too_many_images",
+            )
+
+    @staticmethod
+    def _check_source(image: UploadedImage, target: Target, param: str) -> UploadedImage:
+        if target.rules.family == "dall-e-2":
+            width, height = image.image.size
+            if image.format != "png" or width != height or image.size_bytes >= DALL_E_2_MAX_BYTES:
+                raise InvalidRequestError(
+                    f"Invalid file '{param}': dall-e-2 takes one square PNG under 4 MB; got a "
+                    f"{width}x{height} {image.format.upper()} of {image.size_bytes / 1e6:.1f} MB.",
+                    param=param,
+                    code="invalid_image_format",
+                )
+        return image
+
+    def _check_kind(self, operation: Operation, target: Target, kind: JobKind) -> None:
+        capabilities = self.backend.capabilities(target.spec)
+        if capabilities is not None and kind not in capabilities.kinds:
+            raise unsupported_error("model", operation, target, kind)
+
+    @staticmethod
+    def _with_source(
+        job: GenerationJob, output: OutputOptions, source: _Source, size: ImageSize
+    ) -> tuple[GenerationJob, OutputOptions]:
+        """The job on the source image at the planned size, and the input's alpha channel for
+        outputs that keep it."""
+        dimensions = (size.width, size.height)
+        image = source.image.image
+        mask = source.mask
+        job = replace(
+            job,
+            init_image=_resized(image.convert("RGB"), dimensions),
+            mask=mask.resize(dimensions, Image.Resampling.NEAREST) if mask else None,
+            strength=source.strength,
+        )
+        alpha = None
+        if source.keeps_alpha and source.image.has_alpha and output.format != "jpeg":
+            alpha = image.getchannel("A")
+            if mask is not None:
+                # Whatever is repainted is opaque, transparent holes included (dall-e-2 edits
+                # fill the image's transparent area).
+                alpha = ImageChops.lighter(alpha, mask)
+            if alpha.getextrema()[0] == 255:
+                alpha = None  # an alpha channel with nothing transparent in it
+            else:
+                alpha = _resized(alpha, dimensions)
+        return job, replace(output, keep_alpha=alpha)
+
+
+def unsupported_error(
+    param: str, operation: Operation, target: Target, kind: JobKind | None = None
+) -> InvalidRequestError:
+    """The 400 for a request the model cannot do (`param` from ModelCapabilities.unsupported),
+    at planning time or, for a model loaded on demand, when the engine finds out."""
+    if param == "negative_prompt":
+        return InvalidRequestError(
+            f"negative_prompt is not supported by model {target.described}.",
+            param="negative_prompt",
+            code="unsupported_parameter",
+        )
+    if operation == "variation":
+        message = f"model {target.name} cannot make variations."
+    else:
+        what = f" ({kind} is not available for it)" if kind else ""
+        message = f"model {target.name} cannot edit images{what}."
+    return InvalidRequestError(message, param="model", code="unsupported_model")
+
+
+def _resized(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    if image.size == size:
+        return image
+    return image.resize(size, Image.Resampling.LANCZOS)
