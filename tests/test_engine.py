@@ -379,16 +379,22 @@ def test_batched_edits_keep_their_own_input_images(tiny_engine: Engine):
 
 
 def test_layers_import_one_way():
-    """The engine never imports the API layer; wire models never import torch."""
+    """The engine never imports the service or API layers; the service uses no web framework
+    and of the API layer only the wire models; wire models never import torch."""
     import subprocess
     import sys
 
     code = (
         "import sys; import pixelsmith.api.protocol; assert 'torch' not in sys.modules, 'torch';"
+        "allowed = ('pixelsmith.api', 'pixelsmith.api.protocol');"
         "import pixelsmith.engine; import pixelsmith.moderation; import pixelsmith.storage;"
-        "bad = [m for m in sys.modules if m.startswith(('pixelsmith.api', 'fastapi'))"
-        " and m != 'pixelsmith.api' and m != 'pixelsmith.api.protocol'];"
-        "assert not bad, bad"
+        "bad = [m for m in sys.modules if m.startswith(('pixelsmith.api', 'pixelsmith.service',"
+        " 'fastapi', 'starlette')) and m not in allowed];"
+        "assert not bad, ('engine', bad);"
+        "import pixelsmith.service;"
+        "bad = [m for m in sys.modules"
+        " if m.startswith(('pixelsmith.api', 'fastapi', 'starlette')) and m not in allowed];"
+        "assert not bad, ('service', bad)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

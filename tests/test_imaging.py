@@ -61,8 +61,8 @@ def _blank_png(width: int, height: int) -> bytes:
 def test_pixel_bombs_are_refused_from_their_header_on_any_thread(size):
     from concurrent.futures import ThreadPoolExecutor
 
-    from pixelsmith.service.inputs import read_image
     from pixelsmith.errors import InvalidRequestError
+    from pixelsmith.service.inputs import read_image
 
     data = _blank_png(*size)
 

@@ -14,7 +14,8 @@
 
 Every error reaches the client as
 ``{"error": {"message": str, "type": str, "param": str | None, "code": str | None}}`` with
-``Content-Type: application/json``. The handlers that write it live in `pixelsmith.api.errors`.
+``Content-Type: application/json``. The handlers that write it live in
+`pixelsmith.api.error_handlers`.
 This module imports no web framework, so the engine can raise these too.
 """
 

@@ -57,6 +57,15 @@ def _param_name(location: tuple[Any, ...] | list[Any]) -> str | None:
     return name or None
 
 
+# pydantic's bound errors: (sign, and the words of OpenAI's message and code).
+_BOUNDS = {
+    "greater_than_equal": (">=", "below", "min"),
+    "greater_than": (">", "below", "min"),
+    "less_than_equal": ("<=", "above", "max"),
+    "less_than": ("<", "above", "max"),
+}
+
+
 def _validation_error(error: dict[str, Any]) -> tuple[str, str | None, str]:
     """(message, param, code) for one pydantic error, worded like OpenAI's."""
     param = _param_name(error.get("loc", ()))
@@ -86,21 +95,13 @@ def _validation_error(error: dict[str, Any]) -> tuple[str, str | None, str]:
     # Bounds are declared as floats on decimal fields (guidance_scale) and ints on integers.
     bound = next((context[key] for key in ("ge", "gt", "le", "lt") if key in context), 0)
     number = "decimal" if isinstance(bound, float) else "integer"
-    if kind in ("greater_than_equal", "greater_than"):
-        sign = ">=" if kind == "greater_than_equal" else ">"
+    if kind in _BOUNDS:
+        sign, side, limit = _BOUNDS[kind]
         return (
-            f"Invalid '{param}': {number} below minimum value. Expected a value {sign} {bound}, "
+            f"Invalid '{param}': {number} {side} {limit} value. Expected a value {sign} {bound}, "
             f"but got {value} instead.",
             param,
-            f"{number}_below_min_value",
-        )
-    if kind in ("less_than_equal", "less_than"):
-        sign = "<=" if kind == "less_than_equal" else "<"
-        return (
-            f"Invalid '{param}': {number} above maximum value. Expected a value {sign} {bound}, "
-            f"but got {value} instead.",
-            param,
-            f"{number}_above_max_value",
+            f"{number}_{side}_{limit}_value",
         )
     if param is None and isinstance(value, bytes):
         # FastAPI hands over the raw bytes when the body was not sent as JSON.

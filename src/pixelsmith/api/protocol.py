@@ -10,9 +10,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
+from pixelsmith.imaging import OutputFormat
+
 Quality = Literal["auto", "low", "medium", "high", "standard", "hd"]
 Background = Literal["transparent", "opaque", "auto"]
-OutputFormat = Literal["png", "jpeg", "webp"]
 ResponseFormat = Literal["url", "b64_json"]
 
 MAX_SEED = 2**63 - 1
@@ -102,7 +103,7 @@ class CreateImageRequest(BaseModel):
 
 class CreateImageEditRequest(BaseModel):
     """Fields of `POST /v1/images/edits` other than the files (multipart text fields arrive as
-    strings and are converted before validation; see api/images.py)."""
+    strings and are converted before validation; see api/transport/bodies.py)."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -96,36 +96,32 @@ class NudeNetClassifier:
         return {"sexual": sexual} if sexual else {}
 
 
-class TransformersImageClassifier:
-    """Any transformers image-classification model (e.g. Falconsai/nsfw_image_detection)."""
+class _TransformersClassifier:
+    """A transformers classification pipeline on the CPU, named after its model."""
+
+    task: str
 
     def __init__(self, model: str) -> None:
         from transformers import pipeline
 
         self.name = model
-        self._pipeline = pipeline(
-            "image-classification",
-            model=model,
-            device=-1,
-        )
+        self._pipeline = pipeline(self.task, model=model, device=-1)
+
+
+class TransformersImageClassifier(_TransformersClassifier):
+    """Any transformers image-classification model (e.g. Falconsai/nsfw_image_detection)."""
+
+    task = "image-classification"
 
     def scores(self, images: list[Image.Image]) -> list[dict[str, float]]:
         outputs = self._pipeline([image.convert("RGB") for image in images], top_k=None)
         return [label_scores(predictions) for predictions in outputs]
 
 
-class TransformersTextClassifier:
+class TransformersTextClassifier(_TransformersClassifier):
     """Any transformers text-classification model (e.g. KoalaAI/Text-Moderation)."""
 
-    def __init__(self, model: str) -> None:
-        from transformers import pipeline
-
-        self.name = model
-        self._pipeline = pipeline(
-            "text-classification",
-            model=model,
-            device=-1,
-        )
+    task = "text-classification"
 
     def scores(self, text: str) -> dict[str, float]:
         predictions = self._pipeline(text, top_k=None, truncation=True)

@@ -109,30 +109,13 @@ class Moderator:
 
 
 class DisabledModerator(Moderator):
-    """Moderation turned off by the operator: every check passes."""
+    """Moderation turned off by the operator: no term rules and no classifiers, so every
+    check passes."""
 
     enabled = False
-
-    def __init__(self) -> None:
-        super().__init__()
 
     def describe(self) -> str:
         return "disabled"
 
-    def check_prompt(self, prompt: str, level: ModerationLevel) -> Verdict:
-        return Verdict(stage="input", level=level)
-
     def check_prompt_rules(self, prompt: str, level: ModerationLevel) -> Verdict:
         return Verdict(stage="input", level=level)
-
-    def check_prompt_models(self, prompt: str, rules: Verdict) -> Verdict:
-        return rules
-
-    def check_images(
-        self,
-        images: Sequence[Image.Image],
-        level: ModerationLevel,
-        prompt: Verdict | None = None,
-        stage: Stage = "output",
-    ) -> Verdict:
-        return Verdict(stage=stage, level=level)

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlencode
 
+from pixelsmith.imaging import MEDIA_TYPES
+
 logger = logging.getLogger(__name__)
 
-NAME_PATTERN = re.compile(r"^[0-9a-f]{32}\.(png|jpeg|webp)$")
+NAME_PATTERN = re.compile(rf"^[0-9a-f]{{32}}\.({'|'.join(MEDIA_TYPES)})$")
 EXPIRES_PATTERN = re.compile(r"^[0-9]{1,12}$")
 SIGNATURE_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 MIN_KEY_BYTES = 32
