@@ -8,7 +8,7 @@ image classification model from a local path (or a hub id where a hub is reachab
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 from PIL import Image
@@ -99,13 +99,13 @@ class NudeNetClassifier:
 class _TransformersClassifier:
     """A transformers classification pipeline on the CPU, named after its model."""
 
-    task: str
+    task: ClassVar[Literal["image-classification", "text-classification"]]
 
     def __init__(self, model: str) -> None:
         from transformers import pipeline
 
         self.name = model
-        self._pipeline = pipeline(self.task, model=model, device=-1)
+        self._pipeline: Any = pipeline(self.task, model=model, device=-1)
 
 
 class TransformersImageClassifier(_TransformersClassifier):

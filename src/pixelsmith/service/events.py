@@ -10,7 +10,7 @@ from typing import Any
 
 from pixelsmith.api.protocol import ImageUsage
 from pixelsmith.service.output import b64
-from pixelsmith.service.planning import ImagePlan
+from pixelsmith.service.plans import ImagePlan
 
 StreamEvent = dict[str, Any]
 

@@ -37,7 +37,8 @@ from pixelsmith.service.events import StreamEvent, StreamEvents
 from pixelsmith.service.inputs import InputImages
 from pixelsmith.service.moderation_gate import RequestModeration
 from pixelsmith.service.output import OutputWriter
-from pixelsmith.service.planning import ImagePlan, RequestPlanner, unsupported_error
+from pixelsmith.service.planning import RequestPlanner, unsupported_error
+from pixelsmith.service.plans import ImagePlan
 from pixelsmith.service.usage import image_usage
 from pixelsmith.storage import ImageStore
 
@@ -122,7 +123,7 @@ class ImageService:
             data=data,
             background=plan.output.background,
             output_format=plan.output.format,
-            quality=plan.quality_tier,  # type: ignore[arg-type]
+            quality=plan.quality_tier,
             size=str(plan.size),
             usage=image_usage(plan, prompt_tokens=output.prompt_tokens, count=len(data)),
         )

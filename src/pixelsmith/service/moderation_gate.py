@@ -19,7 +19,7 @@ from PIL import Image
 
 from pixelsmith.errors import ModerationBlockedError
 from pixelsmith.moderation import ModerationLevel, Moderator, Verdict
-from pixelsmith.service.planning import ImagePlan
+from pixelsmith.service.plans import ImagePlan
 
 logger = logging.getLogger(__name__)
 

@@ -8,6 +8,10 @@ id follows the GPT image rules with the model's own sizes and accepts every qual
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+# The three step tiers of every model (its `steps` setting), and of OpenAI's `quality` field.
+QualityTier = Literal["low", "medium", "high"]
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,7 @@ _RULES_BY_NAME = {
 OPENAI_MODEL_NAMES = tuple(_RULES_BY_NAME)
 
 # How each quality name maps onto the model's three step tiers.
-QUALITY_TIERS = {
+QUALITY_TIERS: dict[str, QualityTier] = {
     "auto": "medium",
     "standard": "medium",
     "low": "low",

@@ -9,7 +9,7 @@ from PIL import Image
 from pixelsmith.api.protocol import ImageData
 from pixelsmith.imaging import encode_image
 from pixelsmith.matting import Matting
-from pixelsmith.service.planning import OutputOptions
+from pixelsmith.service.plans import OutputOptions
 from pixelsmith.storage import ImageStore
 
 

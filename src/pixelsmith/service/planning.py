@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, fields, replace
-from typing import Any, Literal
+from typing import Any
 
 from PIL import Image, ImageChops
 
@@ -22,7 +22,7 @@ from pixelsmith.api.protocol import (
     CreateImageRequest,
     CreateImageVariationRequest,
 )
-from pixelsmith.engine import GenerationJob, ModelSpec
+from pixelsmith.engine import GenerationJob
 from pixelsmith.engine.jobs import JobKind
 from pixelsmith.errors import InvalidRequestError, reject_unpaired_surrogates
 from pixelsmith.imaging import OutputFormat
@@ -36,10 +36,14 @@ from pixelsmith.service.inputs import (
     read_image,
     read_mask,
 )
-from pixelsmith.service.names import QUALITY_TIERS, NameRules, apply_style, rules_for
+from pixelsmith.service.names import (
+    QUALITY_TIERS,
+    QualityTier,
+    apply_style,
+    rules_for,
+)
+from pixelsmith.service.plans import ImagePlan, Operation, OutputOptions, Target
 from pixelsmith.sizes import ImageSize, parse_size, snap_to_grid
-
-Operation = Literal["generation", "edit", "variation"]
 
 # Image-to-image strength (how far the result may move from the input) by input_fidelity.
 EDIT_STRENGTH: dict[tuple[str, str], float] = {
@@ -51,57 +55,6 @@ EDIT_STRENGTH: dict[tuple[str, str], float] = {
 # Every model family served today edits one picture; instruction-edit models that take several
 # images as references will say so in their spec.
 MAX_INPUT_IMAGES = 1
-
-
-@dataclass(frozen=True)
-class Target:
-    """The model a request names, and the rules of the name it used."""
-
-    spec: ModelSpec
-    rules: NameRules
-    name: str  # as the client sent it, or the default model's id
-    described: str  # for messages about the name's rules (the default model says whose)
-
-    @property
-    def legacy_family(self) -> str | None:
-        """dall-e-2 or dall-e-3 when the client used those names: their errors look older."""
-        return self.rules.family if self.rules.family in ("dall-e-2", "dall-e-3") else None
-
-
-@dataclass(frozen=True)
-class OutputOptions:
-    format: OutputFormat
-    compression: int
-    response_format: str
-    transparent: bool = False  # background="transparent": outputs are matted to RGBA
-    # An edit's input alpha channel, put back on outputs (in formats that keep alpha).
-    keep_alpha: Image.Image | None = None
-
-    @property
-    def background(self) -> Literal["transparent", "opaque"]:
-        return "transparent" if self.transparent or self.keep_alpha is not None else "opaque"
-
-
-@dataclass(frozen=True)
-class ImagePlan:
-    """A request ready for the engine: the job, and what its answer needs."""
-
-    operation: Operation
-    target: Target
-    job: GenerationJob
-    prompt: str  # as the client sent it (moderation reads this); job.prompt may be styled
-    moderation: ModerationLevel
-    size: ImageSize
-    quality_tier: str
-    output: OutputOptions
-    revised_prompt: str | None  # a style rewrite; a cut prompt is reported by the engine
-    inputs: tuple[Image.Image, ...] = ()  # input images: moderated and counted in usage
-    stream: bool = False
-    user: str | None = None
-
-    @property
-    def spec(self) -> ModelSpec:
-        return self.target.spec
 
 
 @dataclass(frozen=True)
@@ -174,7 +127,7 @@ class RequestPlanner:
         if inputs.mask is not None:
             mask = read_mask(inputs.mask, size=images[0].image.size)
         target = self._target(request.model)
-        source = self._check_source(images[0], target, "image")
+        source = self._checked_source(images[0], target, "image")
         if mask is None and target.rules.family == "dall-e-2" and source.has_alpha:
             # dall-e-2 edits without a mask use the image's own transparency as the mask.
             mask = source.image.getchannel("A").point(lambda value: 255 if value == 0 else 0)
@@ -188,7 +141,7 @@ class RequestPlanner:
         uploaded = read_image(image, param="image")
         # OpenAI's variations endpoint belongs to dall-e-2: its rules unless another is named.
         target = self._target(request.model or "dall-e-2")
-        source = self._check_source(uploaded, target, "image")
+        source = self._checked_source(uploaded, target, "image")
         variation = _Source(source, "image-to-image", target.spec.variation_strength)
         return self._plan("variation", _Asked.of(request), target, variation)
 
@@ -204,49 +157,31 @@ class RequestPlanner:
         self, operation: Operation, asked: _Asked, target: Target, source: _Source | None
     ) -> ImagePlan:
         spec, rules = target.spec, target.rules
-        if source is not None:
-            self._check_kind(operation, target, source.kind)
+        # 1. What the model can do, and the prompt.
+        capabilities = self.backend.capabilities(spec)
+        if source is not None and capabilities and source.kind not in capabilities.kinds:
+            raise unsupported_error("model", operation, target, source.kind)
         prompt = self._checked_prompt(asked, target, needed=operation != "variation")
-        n = asked.n if asked.n is not None else 1
-        if n > rules.max_n:
-            raise InvalidRequestError(
-                f"n must be at most {rules.max_n} for model {target.described}; got {n}.",
-                param="n",
-                code="integer_above_max_value",
-            )
-        quality = asked.quality or "auto"
-        if quality not in rules.qualities:
-            raise InvalidRequestError(
-                f"quality must be one of {one_of(rules.qualities)} for model {target.described}; "
-                f"got '{quality}'.",
-                param="quality",
-                code="invalid_value",
-            )
-        tier = QUALITY_TIERS[quality]
+        # 2. How many images, at which quality and size.
+        n = self._count(asked, target)
+        tier = self._tier(asked, target)
         auto_size = None
         if source is not None:
             width, height = source.image.image.size
             auto_size = snap_to_grid(width, height, spec.size_rules, spec.max_pixels)
         size = self._size(asked.size, target, auto_size)
+        # 3. How they are returned.
         output = self._output(asked, target)
         self._check_streaming(asked, target)
-        steps = asked.num_inference_steps
-        if steps is None:
-            steps = getattr(spec.steps, tier)
-        elif steps > spec.max_inference_steps:
-            raise InvalidRequestError(
-                f"num_inference_steps must be at most {spec.max_inference_steps} for model "
-                f"{target.described}; got {steps}.",
-                param="num_inference_steps",
-                code="integer_above_max_value",
-            )
+        # 4. How they are made.
+        steps = self._steps(asked, target, tier)
         guidance = asked.guidance_scale
         if guidance is None:
             guidance = spec.guidance_scale
-        capabilities = self.backend.capabilities(spec)
         if asked.negative_prompt and capabilities and not capabilities.accepts("negative_prompt"):
             raise unsupported_error("negative_prompt", operation, target)
 
+        # 5. The job.
         style = (asked.style or rules.default_style) if prompt else None
         revised_prompt = apply_style(prompt, style) if style else None
         first_seed = asked.seed if asked.seed is not None else secrets.randbelow(2**32)
@@ -280,6 +215,47 @@ class RequestPlanner:
             stream=bool(asked.stream),
             user=asked.user,
         )
+
+    @staticmethod
+    def _count(asked: _Asked, target: Target) -> int:
+        n = asked.n if asked.n is not None else 1
+        if n > target.rules.max_n:
+            raise InvalidRequestError(
+                f"n must be at most {target.rules.max_n} for model {target.described}; got {n}.",
+                param="n",
+                code="integer_above_max_value",
+            )
+        return n
+
+    @staticmethod
+    def _tier(asked: _Asked, target: Target) -> QualityTier:
+        """The step tier of the quality asked for, in the names the model name allows."""
+        quality = asked.quality or "auto"
+        qualities = target.rules.qualities
+        if quality not in qualities:
+            raise InvalidRequestError(
+                f"quality must be one of {one_of(qualities)} for model {target.described}; "
+                f"got '{quality}'.",
+                param="quality",
+                code="invalid_value",
+            )
+        return QUALITY_TIERS[quality]
+
+    @staticmethod
+    def _steps(asked: _Asked, target: Target, tier: QualityTier) -> int:
+        """The steps of the model's tier, unless the request names them (an extension)."""
+        spec = target.spec
+        steps = asked.num_inference_steps
+        if steps is None:
+            return int(getattr(spec.steps, tier))
+        if steps > spec.max_inference_steps:
+            raise InvalidRequestError(
+                f"num_inference_steps must be at most {spec.max_inference_steps} for model "
+                f"{target.described}; got {steps}.",
+                param="num_inference_steps",
+                code="integer_above_max_value",
+            )
+        return steps
 
     @staticmethod
     def _checked_prompt(asked: _Asked, target: Target, *, needed: bool) -> str:
@@ -403,7 +379,7 @@ class RequestPlanner:
             )
 
     @staticmethod
-    def _check_source(image: UploadedImage, target: Target, param: str) -> UploadedImage:
+    def _checked_source(image: UploadedImage, target: Target, param: str) -> UploadedImage:
         if target.rules.family == "dall-e-2":
             width, height = image.image.size
             if image.format != "png" or width != height or image.size_bytes >= DALL_E_2_MAX_BYTES:
@@ -414,11 +390,6 @@ class RequestPlanner:
                     code="invalid_image_format",
                 )
         return image
-
-    def _check_kind(self, operation: Operation, target: Target, kind: JobKind) -> None:
-        capabilities = self.backend.capabilities(target.spec)
-        if capabilities is not None and kind not in capabilities.kinds:
-            raise unsupported_error("model", operation, target, kind)
 
     @staticmethod
     def _with_source(

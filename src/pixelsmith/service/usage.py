@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pixelsmith.api.protocol import ImageUsage, InputTokensDetails, OutputTokensDetails
-from pixelsmith.service.planning import ImagePlan
+from pixelsmith.service.plans import ImagePlan
 
 # Output image tokens per image, from OpenAI's published gpt-image-1 pricing table
 # (quality x size). Other sizes scale the 1024x1024 figure by area.

@@ -1,0 +1,1 @@
+"""Thin routes: each decodes its transport, calls one service entry and answers."""
