@@ -196,6 +196,7 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
     from pixelsmith.matting import build_matting
     from pixelsmith.moderation import build_moderator
     from pixelsmith.service import ImageService, InputImages, RequestContext
+    from pixelsmith.service.planning import RequestPlanner
 
     output = Path(args.output)
     output_format = args.output_format
@@ -236,10 +237,7 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
         print(f"pixelsmith: {exc}", file=sys.stderr)
         return 1
 
-    # The model loads with the first run, on its worker thread: every check of the request and
-    # of its input files comes first, so that a mistake costs no model load (minutes, maybe).
-    # Progress bars: download, load and denoising.
-    engine = build_engine(settings, show_progress=True, lazy_load=True)
+    engine = build_engine(settings, show_progress=True)  # download, load and denoising bars
     context = RequestContext(request_id="cli")
 
     async def run(service: ImageService) -> ImagesResponse:
@@ -257,6 +255,15 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         matting = build_matting(settings.matting_model, offline=settings.offline)
+        # Checked before the model loads (minutes, maybe), input files included. The service
+        # plans the request again when it runs it, knowing by then what the model can do.
+        planner = RequestPlanner(engine, matting)
+        if isinstance(request, CreateImageEditRequest):
+            assert inputs is not None
+            planner.edit(request, inputs)
+        else:
+            planner.generation(request)
+        engine.load()  # on this thread, so that Ctrl-C stops a long download
         service = ImageService(engine, build_store(settings), build_moderator(settings), matting)
         response = asyncio.run(run(service))
     except APIError as exc:

@@ -1,6 +1,6 @@
 """Image sizes: the one value type, the rules a model family draws by, and fitting an input's
-size onto them. Parsed once, where a size enters (a request, a config file); everything after
-that passes `ImageSize` values, never strings.
+size onto them. A request's size is parsed once, when it is planned, and a model's sizes when
+its spec is built; from there on they travel as `ImageSize` values.
 """
 
 from __future__ import annotations

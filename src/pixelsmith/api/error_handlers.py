@@ -57,12 +57,12 @@ def _param_name(location: tuple[Any, ...] | list[Any]) -> str | None:
     return name or None
 
 
-# pydantic's bound errors: (sign, and the words of OpenAI's message and code).
+# pydantic's bound errors: the sign, and the words of OpenAI's message and of its code.
 _BOUNDS = {
-    "greater_than_equal": (">=", "below", "min"),
-    "greater_than": (">", "below", "min"),
-    "less_than_equal": ("<=", "above", "max"),
-    "less_than": ("<", "above", "max"),
+    "greater_than_equal": (">=", "below minimum", "below_min"),
+    "greater_than": (">", "below minimum", "below_min"),
+    "less_than_equal": ("<=", "above maximum", "above_max"),
+    "less_than": ("<", "above maximum", "above_max"),
 }
 
 
@@ -96,12 +96,12 @@ def _validation_error(error: dict[str, Any]) -> tuple[str, str | None, str]:
     bound = next((context[key] for key in ("ge", "gt", "le", "lt") if key in context), 0)
     number = "decimal" if isinstance(bound, float) else "integer"
     if kind in _BOUNDS:
-        sign, side, limit = _BOUNDS[kind]
+        sign, words, code = _BOUNDS[kind]
         return (
-            f"Invalid '{param}': {number} {side} {limit} value. Expected a value {sign} {bound}, "
+            f"Invalid '{param}': {number} {words} value. Expected a value {sign} {bound}, "
             f"but got {value} instead.",
             param,
-            f"{number}_{side}_{limit}_value",
+            f"{number}_{code}_value",
         )
     if param is None and isinstance(value, bytes):
         # FastAPI hands over the raw bytes when the body was not sent as JSON.

@@ -68,9 +68,6 @@ class LoadedPipeline:
             kinds.append(kind)
         self.capabilities = ModelCapabilities(self.call_parameters, frozenset(kinds))
 
-    def accepts(self, argument: str) -> bool:
-        return self.capabilities.accepts(argument)
-
     @property
     def weight_bytes(self) -> int:
         """Memory the pipeline's weights take (edit pipelines share them)."""

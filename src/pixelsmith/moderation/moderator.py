@@ -109,8 +109,8 @@ class Moderator:
 
 
 class DisabledModerator(Moderator):
-    """Moderation turned off by the operator: no term rules and no classifiers, so every
-    check passes."""
+    """Moderation turned off by the operator: the term rules are never consulted and there are
+    no classifiers, so every check passes."""
 
     enabled = False
 

@@ -5,9 +5,11 @@ request asked for a stream, an `ImageStream` of events.
 
 Each request takes the same path: plan (planning.py), admit (moderation_gate.py), queue on the
 backend, then answer (output.py, events.py). Refusals, a full queue included, are raised before
-anything is returned, so a stream never starts with an error that a status code could carry.
-Cancelling the awaiting task (a client that hangs up) stops the run after its current step,
-or before it starts.
+anything is returned, so that a stream starts only once its request has been accepted. (One
+exception: the first requests to a model loaded on demand are checked against what it can do
+only when it has loaded; a stream learns of a refusal then, as an `error` event.) Cancelling
+the awaiting task (a client that hangs up) stops the run after its current step, or before it
+starts.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pixelsmith.api.protocol import (
     ImageData,
     ImagesResponse,
 )
-from pixelsmith.engine import GenerationOutput, JobCancelled, UnsupportedJobError
+from pixelsmith.engine import GenerationOutput, UnsupportedJobError
 from pixelsmith.errors import INTERNAL_ERROR_MESSAGE, APIError, error_body
 from pixelsmith.matting import KeyedBackgroundMatting, Matting
 from pixelsmith.moderation import Moderator
@@ -79,7 +81,7 @@ class ImageService:
         self, request: CreateImageEditRequest, inputs: InputImages, context: RequestContext
     ) -> ImagesResponse | ImageStream:
         """An edit of the input image, the masked area only when there is a mask (OpenAI
-        `images.edit`). The inputs are decoded here, once the request passes its checks."""
+        `images.edit`). The inputs are decoded here, once their number has been checked."""
         plan = await asyncio.to_thread(self.planner.edit, request, inputs)
         return await self._answer(plan, context)
 
@@ -181,8 +183,6 @@ class ImageService:
                 yield events.completed(data, usage, seed)
         except APIError as exc:
             yield exc.to_body()
-        except JobCancelled:
-            return  # the caller has gone; nobody is listening
         except Exception:
             logger.exception("stream of request %s failed", context.request_id)
             yield error_body(

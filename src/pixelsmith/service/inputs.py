@@ -24,8 +24,8 @@ MAGIC = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpeg"}
 
 @dataclass(frozen=True)
 class InputImages:
-    """The images of an edit as they arrived, not decoded yet: the request is checked against
-    its model first, so that nothing is decoded for a request that will be refused."""
+    """The images of an edit as they arrived, not decoded yet: their number is checked first,
+    so that nothing is decoded for a request with too many images."""
 
     images: list[bytes]
     mask: bytes | None = None
