@@ -201,7 +201,7 @@ def test_extensions_change_the_work_done(client):
         ({"n": 11}, "n"),
         ({"quality": "ultra"}, "quality"),
         ({"quality": "hd"}, "quality"),  # a dall-e-3 quality, not a GPT image one
-        ({"output_format": "gif"}, "output_format"),
+        ({"output_format": "bmp"}, "output_format"),
         ({"output_compression": 101, "output_format": "jpeg"}, "output_compression"),
         ({"output_compression": 50}, "output_compression"),  # png is lossless
         ({"background": "transparent", "output_format": "jpeg"}, "background"),

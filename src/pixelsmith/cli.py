@@ -303,7 +303,7 @@ def _presets(args: argparse.Namespace) -> int:
             "native_size": preset.native_size,
             "sizes": list(preset.sizes),
             "size_rules": asdict(preset.size_rules),
-            "steps": preset.steps.model_dump(),
+            "steps": preset.steps.model_dump(exclude_none=True),  # xhigh and max derive
             "guidance_scale": preset.guidance_scale,
             "scheduler": preset.scheduler,
             "dtype": preset.dtype,
@@ -358,8 +358,8 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  sizes: {', '.join(row['sizes'])} (auto = {row['default_size']})")
         steps = row["steps"]
         print(
-            f"  steps: low {steps['low']}, medium {steps['medium']}, high {steps['high']}; "
-            f"guidance {row['guidance_scale']}"
+            f"  steps: low {steps['low']}, medium {steps['medium']}, high {steps['high']}, "
+            f"xhigh {steps['xhigh']}, max {steps['max']}; guidance {row['guidance_scale']}"
         )
     return 0
 

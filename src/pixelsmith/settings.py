@@ -9,6 +9,7 @@ variables prefixed ``PIXELSMITH_``, a TOML config file (``--config`` or
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from contextvars import ContextVar
 from pathlib import Path
@@ -54,6 +55,25 @@ class QualitySteps(BaseModel):
     low: int = Field(ge=1, le=500, description="Steps for quality=low.")
     medium: int = Field(ge=1, le=500, description="Steps for quality=medium (and auto, standard).")
     high: int = Field(ge=1, le=500, description="Steps for quality=high (and hd).")
+    xhigh: int | None = Field(
+        default=None, ge=1, le=1000, description="Steps for quality=xhigh. Default: 1.5 x high."
+    )
+    max: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="Steps for quality=max, whose second, refining pass gets them where the model "
+        "can run image-to-image. Default: 2 x high.",
+    )
+
+    def filled(self) -> QualitySteps:
+        """Every tier set: xhigh and max from high where the config leaves them out."""
+        return self.model_copy(
+            update={
+                "xhigh": self.xhigh or math.ceil(self.high * 1.5),
+                "max": self.max or self.high * 2,
+            }
+        )
 
 
 class ModelConfig(BaseModel):
@@ -110,6 +130,20 @@ class ModelConfig(BaseModel):
     )
     max_prompt_chars: int = Field(
         default=32000, ge=1, description="Longest prompt accepted, in characters."
+    )
+    complexity: Literal["low", "medium", "high"] = Field(
+        default="low",
+        description="What `complexity` means when a request leaves it out: low renders "
+        "directly; medium and high draft 2 or 4 candidates at a quarter of the pixels and "
+        "render the best in full.",
+    )
+    size_multiple: int | None = Field(
+        default=None,
+        ge=8,
+        le=256,
+        description="The multiple both sides of an image must be, when the model needs more "
+        "than its preset's (some families draw on a 32- or 64-pixel grid). Sizes off the grid "
+        "are made on it and cut to size.",
     )
     license: str | None = Field(default=None, description="Licence of the weights, shown in docs.")
     cpu_offload: Literal["none", "model", "sequential"] = Field(

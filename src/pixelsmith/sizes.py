@@ -8,7 +8,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-SIZE_PATTERN = re.compile(r"^(\d{1,5})x(\d{1,5})$")
+# ASCII digits only, and nothing after them: `\d` would take other scripts' digits ("٢٥٦") and
+# `$` a trailing newline.
+SIZE_PATTERN = re.compile(r"([0-9]{1,5})x([0-9]{1,5})")
 # The widest range any pipeline is configured with: multiples of 8 (the VAE's downscale factor).
 MIN_MODEL_SIDE = 64
 MAX_MODEL_SIDE = 4096
@@ -29,7 +31,7 @@ class ImageSize:
 
 def parse_size(text: str) -> ImageSize | None:
     """`WIDTHxHEIGHT` as an ImageSize, or None when the text is not of that form."""
-    match = SIZE_PATTERN.match(text)
+    match = SIZE_PATTERN.fullmatch(text)
     if match is None:
         return None
     return ImageSize(int(match.group(1)), int(match.group(2)))
@@ -57,10 +59,12 @@ class SizeRules:
     min_side: int = 256
     max_side: int = 2048
     max_aspect: float = 3.0
+    max_pixels: int | None = None
 
-    def problem(self, width: int, height: int) -> str | None:
-        """Why the family cannot make width x height, or None if it can."""
-        if width % self.multiple or height % self.multiple:
+    def problem(self, width: int, height: int, *, grid: bool = True) -> str | None:
+        """Why the family cannot make width x height, or None if it can. `grid=False` leaves
+        the multiple out: a size off the grid can be made on it and cut to size."""
+        if grid and (width % self.multiple or height % self.multiple):
             return f"both sides must be multiples of {self.multiple}"
         if min(width, height) < self.min_side or max(width, height) > self.max_side:
             return f"sides must be between {self.min_side} and {self.max_side} pixels"
@@ -68,7 +72,19 @@ class SizeRules:
             return (
                 f"the aspect ratio must be between 1:{self.max_aspect:g} and {self.max_aspect:g}:1"
             )
+        if self.max_pixels is not None and width * height > self.max_pixels:
+            return f"the image may have at most {self.max_pixels} pixels"
         return None
+
+    def covering(self, size: ImageSize) -> ImageSize:
+        """The smallest size on this grid that covers `size`: each side rounded up to the
+        multiple, or down where up would pass the largest side."""
+
+        def side(value: int) -> int:
+            up = -(-value // self.multiple) * self.multiple
+            return up if up <= self.max_side else value // self.multiple * self.multiple
+
+        return ImageSize(side(size.width), side(size.height))
 
 
 def snap_to_grid(width: int, height: int, rules: SizeRules | None, max_pixels: int) -> ImageSize:

@@ -92,6 +92,14 @@ def _validation_error(error: dict[str, Any]) -> tuple[str, str | None, str]:
             param,
             "invalid_value",
         )
+    if kind == "string_too_long":
+        length = len(value) if isinstance(value, str) else "more"
+        return (
+            f"Invalid '{param}': string too long. Expected a string with maximum length "
+            f"{context.get('max_length')}, but got a string with length {length} instead.",
+            param,
+            "string_above_max_length",
+        )
     # Bounds are declared as floats on decimal fields (guidance_scale) and ints on integers.
     bound = next((context[key] for key in ("ge", "gt", "le", "lt") if key in context), 0)
     number = "decimal" if isinstance(bound, float) else "integer"

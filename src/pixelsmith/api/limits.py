@@ -1,13 +1,17 @@
 """Per-key admission: how often, and how many at once, each client may ask for images.
 
-A client is its API key, or its address when the server takes any key. The limits cover the
-endpoints that generate (generations, edits, variations) and hold a request's slot until its
-response, streamed or not, has been sent in full. Refusals are 429s in the OpenAI envelope
+A client is its API key. When the server takes any key, a client is the end user its request
+names (`safety_identifier`, or the older `user`), else its address: an app that serves many
+end users from one address can give each its own quota. (A client that makes up identifiers
+gets as many quotas: configure API keys for limits that hold against that.) The limits cover
+the endpoints that generate (generations, edits, variations) and hold a request's slot until
+its response, streamed or not, has been sent in full. Refusals are 429s in the OpenAI envelope
 with Retry-After; nothing has run, so the official clients' automatic retries are safe.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 
@@ -97,9 +101,48 @@ def client_identity(scope: Scope, *, by_key: bool) -> str:
     return f"addr:{client[0]}" if client else "addr:unknown"
 
 
+# Where KeyLimitMiddleware leaves the slot that a route takes once it has read the body.
+LIMIT_SLOT = "pixelsmith_limit_slot"
+
+
+class LimitSlot:
+    """A request's place in its client's limits, taken by the route once the body has named
+    the end user (without API keys), and given back when the response has been sent."""
+
+    def __init__(self, limiter: KeyLimiter, scope: Scope) -> None:
+        self._limiter = limiter
+        self._scope = scope
+        self.held: str | None = None
+
+    def take(self, end_user: str | None) -> None:
+        """Count the request against `end_user` (hashed), or the client's address if none."""
+        if self.held is not None:
+            return
+        client = client_identity(self._scope, by_key=False)
+        if end_user:
+            client = f"user:{hashlib.sha256(end_user.encode()).hexdigest()[:32]}"
+        self._limiter.acquire(client)
+        self.held = client
+
+    def release(self) -> None:
+        if self.held is not None:
+            self._limiter.release(self.held)
+            self.held = None
+
+
+def take_limit_slot(scope: Scope, end_user: str | None) -> None:
+    """Take the request's slot now that its end user is known: RateLimitError if the client
+    has none left. Nothing to do when keys are configured (the key was counted on arrival) or
+    there are no limits."""
+    slot = scope.get("state", {}).get(LIMIT_SLOT)
+    if isinstance(slot, LimitSlot):
+        slot.take(end_user)
+
+
 class KeyLimitMiddleware:
     """Applies a KeyLimiter to the generating endpoints. With API keys configured, it runs
-    after authentication and counts the key that authentication accepted."""
+    after authentication and counts the key that authentication accepted, before the body is
+    read; without them it leaves a LimitSlot for the route, which knows the end user."""
 
     def __init__(self, app: ASGIApp, limiter: KeyLimiter, *, by_key: bool) -> None:
         self.app = app
@@ -115,7 +158,15 @@ class KeyLimitMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        client = client_identity(scope, by_key=self.by_key)
+        if not self.by_key:
+            slot = LimitSlot(self.limiter, scope)
+            scope.setdefault("state", {})[LIMIT_SLOT] = slot
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                slot.release()
+            return
+        client = client_identity(scope, by_key=True)
         try:
             self.limiter.acquire(client)
         except RateLimitError as exc:

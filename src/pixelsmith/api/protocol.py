@@ -12,15 +12,45 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 
 from pixelsmith.imaging import OutputFormat
 
-Quality = Literal["auto", "low", "medium", "high", "standard", "hd"]
+Quality = Literal["low", "medium", "high", "xhigh", "max", "auto", "standard", "hd"]
+# The quality a response reports: the tier that was made, never auto.
+ResolvedQuality = Literal["low", "medium", "high", "xhigh", "max"]
 Background = Literal["transparent", "opaque", "auto"]
 ResponseFormat = Literal["url", "b64_json"]
 
 MAX_SEED = 2**63 - 1
 
 
-class CreateImageRequest(BaseModel):
-    """Body of `POST /v1/images/generations`."""
+# How long an end-user id (`user`, `safety_identifier`) may be: pixelsmith's own cap (OpenAI
+# states none); they are identities, never logged raw.
+MAX_END_USER_CHARS = 256
+
+
+class SvgReasoning(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = Field(
+        default=None,
+        description="How much detail the tracer keeps: none and minimal give a few flat shapes, "
+        "max keeps fine detail. Default: medium.",
+    )
+
+
+class SvgOptions(BaseModel):
+    """`svg` (with output_format=svg): the model that writes the SVG, and its effort."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: StrictStr | None = Field(
+        default=None,
+        description="The SVG author. pixelsmith traces the rendered image with `vtracer`, the "
+        "only value it takes. Default: vtracer.",
+    )
+    reasoning: SvgReasoning | None = Field(default=None, description="The author's effort.")
+
+
+class ImageRequestFields(BaseModel):
+    """The fields generations and edits share, in the order of OpenAI's reference."""
 
     # OpenAI answers unknown keys with 400 unknown_parameter; so do we.
     model_config = ConfigDict(extra="forbid")
@@ -28,51 +58,78 @@ class CreateImageRequest(BaseModel):
     prompt: StrictStr = Field(description="A text description of the desired image(s).")
     background: Background | None = Field(
         default=None,
-        description="transparent, opaque or auto (default). transparent is not supported yet.",
+        description="transparent, opaque or auto (default). transparent needs png or webp: the "
+        "subject is cut out of a plain backdrop (docs/api.md).",
+    )
+    complexity: Literal["low", "medium", "high"] | None = Field(
+        default=None,
+        description="Work spent planning the image before it is rendered: low renders "
+        "directly; medium and high draft 2 or 4 candidates at low resolution and render the "
+        "best. Default: the model's configured default.",
+    )
+    frame_count: StrictInt | None = Field(
+        default=None,
+        ge=2,
+        le=16,
+        description="Frames of a GIF (output_format=gif), 2-16. Default 9.",
+    )
+    frame_duration_ms: StrictInt | None = Field(
+        default=None,
+        ge=10,
+        description="Delay per GIF frame in milliseconds, rounded to 10 ms, at most 655350. "
+        "Default 200.",
     )
     model: StrictStr | None = Field(
         default=None,
-        description="An OpenAI name (gpt-image-1, gpt-image-1-mini, gpt-image-1.5, dall-e-2, "
-        "dall-e-3) or a configured model id. Default: the server's default model with GPT "
-        "image rules.",
+        description="An OpenAI model name (gpt-image-2.5-flare, gpt-image-2, gpt-image-1.5, ..., "
+        "dall-e-3; /v1/models lists them) or a configured model id. Default: the server's "
+        "default model with GPT image rules.",
     )
     moderation: Literal["low", "auto"] | None = Field(
         default=None, description="Content moderation level, low or auto (default)."
     )
     n: StrictInt | None = Field(
-        default=None, ge=1, le=10, description="Number of images, 1-10 (dall-e-3: 1). Default 1."
+        default=None, ge=1, le=10, description="Number of images, 1-10 (dall-e-3 and svg: 1)."
     )
     output_compression: StrictInt | None = Field(
         default=None, ge=0, le=100, description="Quality 0-100 for jpeg and webp. Default 100."
     )
     output_format: OutputFormat | None = Field(
-        default=None, description="png (default), jpeg or webp."
+        default=None, description="png (default), jpeg, webp, gif (animated) or svg (traced)."
     )
     partial_images: StrictInt | None = Field(
         default=None, ge=0, le=3, description="Partial images to stream, 0-3 (with stream=true)."
     )
     quality: Quality | None = Field(
         default=None,
-        description="auto (default), low, medium, high; standard or hd for dall-e names. "
-        "Maps to the model's inference steps.",
+        description="auto (default), low, medium, high; xhigh and max for gpt-image-2.5 and "
+        "later; standard or hd for the dall-e names. Maps to the model's inference steps.",
     )
     response_format: ResponseFormat | None = Field(
         default=None,
-        description="b64_json (default for GPT image names) or url (default for dall-e names).",
+        description="b64_json (the default for GPT image names) or url (the default for the "
+        "dall-e names). Refused for gpt-image-2 and later, which always answer base64.",
+    )
+    safety_identifier: StrictStr | None = Field(
+        default=None,
+        max_length=MAX_END_USER_CHARS,
+        description="A stable id of the end user, echoed in the response. Without API keys "
+        "configured, per-key limits count it. Takes precedence over `user`.",
     )
     size: StrictStr | None = Field(
-        default=None, description="WIDTHxHEIGHT from the model's sizes, or auto (default)."
+        default=None,
+        description="auto (default) or WIDTHxHEIGHT: the model's sizes and what its family "
+        "allows; for gpt-image-2 and later any size with sides divisible by 16, an aspect "
+        "ratio from 1:3 to 3:1 and at most 3840x2160 pixels, within the model's limits.",
     )
     stream: StrictBool | None = Field(
-        default=None, description="Stream partial images as server-sent events (not yet supported)."
+        default=None, description="Stream partial images as server-sent events."
     )
-    style: Literal["vivid", "natural"] | None = Field(
-        default=None,
-        description="dall-e-3 style: vivid (its default) or natural. Rewrites the prompt and "
-        "returns revised_prompt.",
-    )
+    svg: SvgOptions | None = Field(default=None, description="With output_format=svg.")
     user: StrictStr | None = Field(
-        default=None, description="End-user id, logged for abuse tracking."
+        default=None,
+        max_length=MAX_END_USER_CHARS,
+        description="Deprecated: use safety_identifier. The end-user id when it is not given.",
     )
 
     # --- pixelsmith extensions (official clients send these through `extra_body`) -------------
@@ -100,38 +157,37 @@ class CreateImageRequest(BaseModel):
         description="pixelsmith extension. Classifier-free guidance scale.",
     )
 
+    @property
+    def end_user(self) -> str | None:
+        """The effective end-user id: a non-empty `safety_identifier`, else `user`."""
+        return self.safety_identifier or self.user or None
 
-class CreateImageEditRequest(BaseModel):
-    """Fields of `POST /v1/images/edits` other than the files (multipart text fields arrive as
-    strings and are converted before validation; see api/transport/bodies.py)."""
 
-    model_config = ConfigDict(extra="forbid")
+class CreateImageRequest(ImageRequestFields):
+    """Body of `POST /v1/images/generations`."""
+
+    style: Literal["vivid", "natural"] | None = Field(
+        default=None,
+        description="Legacy, for dall-e-3: vivid (its default) or natural. Rewrites the prompt "
+        "and returns revised_prompt. Refused for gpt-image-2 and later.",
+    )
+
+
+class CreateImageEditRequest(ImageRequestFields):
+    """Fields of `POST /v1/images/edits` other than the files (`image`, `mask`, `markup`).
+    Multipart text fields arrive as strings and are converted before validation; see
+    api/transport/bodies.py."""
 
     prompt: StrictStr = Field(description="A text description of the desired edit.")
-    background: Background | None = Field(default=None, description="As for generations.")
     input_fidelity: Literal["high", "low"] | None = Field(
         default=None,
         description="How closely the result keeps the input image: low (default) or high.",
     )
-    model: StrictStr | None = Field(default=None, description="As for generations.")
-    moderation: Literal["low", "auto"] | None = Field(default=None, description="low or auto.")
-    n: StrictInt | None = Field(default=None, ge=1, le=10, description="Number of images, 1-10.")
-    output_compression: StrictInt | None = Field(default=None, ge=0, le=100)
-    output_format: OutputFormat | None = Field(default=None)
-    partial_images: StrictInt | None = Field(default=None, ge=0, le=3)
-    quality: Quality | None = Field(default=None)
-    response_format: ResponseFormat | None = Field(default=None)
     size: StrictStr | None = Field(
-        default=None, description="WIDTHxHEIGHT, or auto: the input's size on the model's grid."
+        default=None,
+        description="auto (default: the input's size on the model's grid) or WIDTHxHEIGHT, as "
+        "for generations.",
     )
-    stream: StrictBool | None = Field(default=None)
-    user: StrictStr | None = Field(default=None)
-
-    # --- pixelsmith extensions ---------------------------------------------------------------
-    seed: StrictInt | None = Field(default=None, ge=0, le=MAX_SEED)
-    negative_prompt: StrictStr | None = Field(default=None)
-    num_inference_steps: StrictInt | None = Field(default=None, ge=1)
-    guidance_scale: StrictFloat | StrictInt | None = Field(default=None, ge=0.0, le=50.0)
 
 
 class CreateImageVariationRequest(BaseModel):
@@ -143,8 +199,12 @@ class CreateImageVariationRequest(BaseModel):
     n: StrictInt | None = Field(default=None, ge=1, le=10)
     response_format: ResponseFormat | None = Field(default=None)
     size: StrictStr | None = Field(default=None)
-    user: StrictStr | None = Field(default=None)
+    user: StrictStr | None = Field(default=None, max_length=MAX_END_USER_CHARS)
     seed: StrictInt | None = Field(default=None, ge=0, le=MAX_SEED)
+
+    @property
+    def end_user(self) -> str | None:
+        return self.user or None
 
 
 class ImageData(BaseModel):
@@ -181,7 +241,10 @@ class ImagesResponse(BaseModel):
     data: list[ImageData]
     background: Literal["transparent", "opaque"] | None = None
     output_format: OutputFormat | None = None
-    quality: Literal["low", "medium", "high"] | None = None
+    quality: ResolvedQuality | None = None
+    safety_identifier: str | None = Field(
+        default=None, description="The request's end-user id (safety_identifier, else user)."
+    )
     size: str | None = None
     usage: ImageUsage | None = None
 

@@ -12,6 +12,21 @@ JobKind = Literal["text-to-image", "image-to-image", "inpaint"]
 
 
 @dataclass(frozen=True)
+class Drafting:
+    """Work before the final render: `candidates` drafts per image at width x height in
+    `steps`, of which the best (drafts.py) is kept. With `refine_strength`, the kept draft is
+    then rendered again at the job's size and steps by image-to-image, moving that far from
+    it (a second, high-resolution pass), where the model can run image-to-image; otherwise the
+    drafts are made at the job's own size and steps and the best is the image."""
+
+    candidates: int
+    width: int
+    height: int
+    steps: int
+    refine_strength: float | None = None
+
+
+@dataclass(frozen=True)
 class GenerationJob:
     """One pipeline call: `len(seeds)` images of one prompt, one seed per image.
 
@@ -33,6 +48,9 @@ class GenerationJob:
     mask: Any = None  # PIL.Image.Image (L)
     # How far from the input image the result may go, 0-1 (image-to-image and inpaint).
     strength: float = 1.0
+    # Frames of an animation (GIF) per image; 0: a still image.
+    frames: int = 0
+    drafting: Drafting | None = None
     # Streaming: previews of the images in progress, spread over the steps, handed to
     # `on_preview(preview_index, images)` from the worker thread.
     partial_images: int = 0
@@ -61,6 +79,8 @@ class GenerationOutput:
     seconds: float = field(default=0.0)
     # The start of a prompt too long for the text encoder: what it read. None: all of it.
     cut_prompt: str | None = None
+    # An animation's frames, per image (`images` holds the first of each).
+    frames: list[list[Any]] | None = None
 
 
 @dataclass(frozen=True)

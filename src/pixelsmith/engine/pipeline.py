@@ -5,25 +5,32 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 import time
 from collections.abc import Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from PIL import Image
 
+from pixelsmith.engine.animation import latent_shape, noise_walk
+from pixelsmith.engine.calls import (
+    Call,
+    ImageCall,
+    call_arguments,
+    make_images,
+    split,
+    watch_steps,
+)
+from pixelsmith.engine.drafts import candidate_seed, draft_score
 from pixelsmith.engine.jobs import (
     GenerationJob,
     GenerationOutput,
-    JobCancelled,
     JobKind,
     ModelCapabilities,
     UnsupportedJobError,
 )
-from pixelsmith.engine.previews import latents_to_images, preview_steps
-from pixelsmith.engine.prompts import FittedPrompt, PromptFitter
+from pixelsmith.engine.prompts import PromptFitter
 from pixelsmith.engine.registry import ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -117,14 +124,55 @@ class LoadedPipeline:
             job.strength,
             bool(job.negative_prompt),
             job.partial_images,
+            job.frames,
+            job.drafting,
         )
 
     def run(self, job: GenerationJob) -> GenerationOutput:
         return self.run_batch([job])[0]
 
     def run_batch(self, jobs: list[GenerationJob]) -> list[GenerationOutput]:
-        """Run jobs with one batch key in one pipeline call; each gets exactly its own images."""
+        """Run jobs with one batch key together; each gets exactly its own images."""
         started = time.perf_counter()
+        self._check(jobs)
+        first = jobs[0]
+        prompts = [self.prompts.fit(job.prompt, job.prompt_suffix) for job in jobs]
+        images = [
+            ImageCall(
+                prompt.text + prompt.suffix, seed, job.negative_prompt, job.init_image, job.mask
+            )
+            for job, prompt in zip(jobs, prompts, strict=True)
+            for seed in job.seeds
+        ]
+        counts = [job.num_images for job in jobs]
+        animations: list[list[list[Any]]] | None = None
+        if first.frames:
+            animations = [self._animate(job, images) for job, images in _by_job(jobs, images)]
+            per_job = [[frames[0] for frames in animation] for animation in animations]
+        elif first.kind != "text-to-image" and self.edits_by_instruction:
+            per_job = [self._instruction_edit(first, images)]
+        elif first.drafting is not None:
+            per_job = split(self._drafted(jobs, images), counts)
+        else:
+            per_job = split(self._render(jobs, _call_of(first), images, previews=True), counts)
+        seconds = time.perf_counter() - started
+        outputs = []
+        for index, (job, job_images, prompt) in enumerate(zip(jobs, per_job, prompts, strict=True)):
+            if job.mask is not None:
+                # Outside the mask the result must be the input, not its trip through the VAE.
+                job_images = [Image.composite(i, job.init_image, job.mask) for i in job_images]
+            output = GenerationOutput(
+                images=job_images,
+                seeds=job.seeds,
+                prompt_tokens=prompt.tokens,
+                seconds=seconds,
+                cut_prompt=prompt.text if prompt.text != job.prompt else None,
+                frames=animations[index] if animations is not None else None,
+            )
+            outputs.append(output)
+        return outputs
+
+    def _check(self, jobs: list[GenerationJob]) -> None:
         first = jobs[0]
         if len(jobs) > 1 and (
             self.batch_key(first) is None
@@ -135,165 +183,99 @@ class LoadedPipeline:
             unsupported = self.capabilities.unsupported(job)
             if unsupported is not None:
                 raise UnsupportedJobError(unsupported)
-        prompts = [self.prompts.fit(job.prompt, job.prompt_suffix) for job in jobs]
-        counts = [job.num_images for job in jobs]
-        arguments: dict[str, Any] = {
-            "prompt": [
-                prompt.text + prompt.suffix
-                for prompt, job in zip(prompts, jobs, strict=True)
-                for _ in job.seeds
-            ],
-            "num_inference_steps": first.num_inference_steps,
-            "guidance_scale": first.guidance_scale,
-            "width": first.width,
-            "height": first.height,
-            # One CPU generator per image: each image depends only on its own seed, on any
-            # device, whether it runs alone or in a batch.
-            "generator": [
-                torch.Generator("cpu").manual_seed(seed) for job in jobs for seed in job.seeds
-            ],
-            "output_type": "pil",
-        }
-        if first.negative_prompt:
-            arguments["negative_prompt"] = [job.negative_prompt for job in jobs for _ in job.seeds]
-        # Kontext-style pipelines otherwise rescale to about one megapixel; the server has
-        # already chosen the size.
-        if "max_area" in self.call_parameters:
-            arguments["max_area"] = first.width * first.height
-        if "_auto_resize" in self.call_parameters:
-            arguments["_auto_resize"] = False
-        if "clean_caption" in self.call_parameters:
-            # PixArt's caption cleaning needs beautifulsoup4 and ftfy, and only strips markup.
-            arguments["clean_caption"] = False
-        if first.kind != "text-to-image" and self.edits_by_instruction:
-            return [self._run_instruction_edit(first, prompts[0], arguments, started)]
-        if first.kind != "text-to-image":
-            arguments["image"] = [job.init_image for job in jobs for _ in job.seeds]
-            arguments["strength"] = first.strength
-            # diffusers schedules `num_inference_steps` over the full noise range and runs the
-            # last int(steps * strength) of them. Scale the schedule so that the job's steps
-            # are the steps actually run: a 2-step turbo model still denoises twice, from a
-            # noise level set by the strength.
-            arguments["num_inference_steps"] = math.ceil(
-                first.num_inference_steps / max(first.strength, 1e-3)
-            )
-        pipeline = self.pipeline_for(first.kind)
-        if first.kind == "image-to-image" and "width" not in call_parameters(type(pipeline)):
-            # SD and SDXL take the size from the image; FLUX and SD3 take it as arguments.
-            del arguments["width"], arguments["height"]
-        if first.kind == "inpaint":
-            arguments["mask_image"] = [job.mask for job in jobs for _ in job.seeds]
-        self._add_step_callback(pipeline, jobs, arguments)
-        images = self._call(pipeline, arguments)
-        if len(images) != sum(counts):
-            raise RuntimeError(f"pipeline returned {len(images)} images for {sum(counts)}")
-        seconds = time.perf_counter() - started
-        outputs = []
-        for job, job_images, prompt in zip(jobs, _split(images, counts), prompts, strict=True):
-            if job.kind == "inpaint":
-                # Outside the mask the result must be the input, not its trip through the VAE.
-                job_images = [Image.composite(i, job.init_image, job.mask) for i in job_images]
-            outputs.append(_output(job, job_images, prompt, seconds))
-        return outputs
 
-    def _call(self, pipeline: Any, arguments: dict[str, Any]) -> list[Any]:
-        try:
-            with torch.inference_mode():
-                return list(pipeline(**arguments).images)
-        except torch.cuda.OutOfMemoryError:
-            # Give the failed batch's memory back before its jobs are retried one by one.
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-            raise
-
-    def _add_step_callback(
-        self, pipeline: Any, jobs: list[GenerationJob], arguments: dict[str, Any]
-    ) -> None:
-        """Previews and cancellation both hook into diffusers' per-step callback. A batch stops
-        early only when every one of its callers has gone."""
-        first = jobs[0]
-        watching = all(job.cancelled is not None for job in jobs)
+    def _render(
+        self,
+        jobs: list[GenerationJob],
+        call: Call,
+        images: list[ImageCall],
+        *,
+        previews: bool,
+        pipeline: Any = None,
+    ) -> list[Any]:
+        """One diffusers call that makes `images`, watched for the jobs' cancellation and, with
+        `previews`, sending their previews (the call then makes exactly the jobs' images). The
+        pipeline is the one for the call's kind unless given."""
+        pipeline = pipeline or self.pipeline_for(call.kind)
         parameters = call_parameters(type(pipeline))
-        if not (first.partial_images or watching):
-            return
-        if "callback_on_step_end" not in parameters and "callback" not in parameters:
-            return
-        counts = [job.num_images for job in jobs]
-        chosen: list[tuple[int, ...]] = []
+        arguments = call_arguments(pipeline, parameters, call, images)
+        watch_steps(pipeline, parameters, arguments, jobs, previews=previews,
+                    preview_decoder=self.preview_decoder)  # fmt: skip
+        made = make_images(pipeline, arguments, self.device)
+        if len(made) != len(images):
+            raise RuntimeError(f"pipeline returned {len(made)} images for {len(images)}")
+        return made
 
-        def on_step_end(
-            pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]
-        ) -> dict[str, Any]:
-            if watching and all(job.cancelled.is_set() for job in jobs if job.cancelled):
-                raise JobCancelled  # stop now: no more steps, and no VAE decode
-            if first.partial_images:
-                if not chosen:  # the pipeline knows its step count only once it runs
-                    total = getattr(pipe, "num_timesteps", None) or len(pipe.scheduler.timesteps)
-                    chosen.append(preview_steps(total, first.partial_images))
-                if step in chosen[0]:
-                    try:
-                        previews = latents_to_images(
-                            pipe, tensors["latents"], first.width, first.height,
-                            self.preview_decoder,
-                        )  # fmt: skip
-                    except Exception:  # a preview must never cost the image itself
-                        logger.exception("preview failed; the run goes on without previews")
-                        chosen[0] = ()
-                        return {}
-                    index = chosen[0].index(step)
-                    for job, images in zip(jobs, _split(previews, counts), strict=True):
-                        if job.on_preview is None:
-                            continue
-                        if job.mask is not None:  # outside the mask, the input, as at the end
-                            images = [Image.composite(i, job.init_image, job.mask) for i in images]
-                        job.on_preview(index, images)
-            return {}
-
-        if "callback_on_step_end" in parameters:
-            arguments["callback_on_step_end"] = on_step_end
-        else:  # older pipelines (PixArt): callback(step, timestep, latents) every n steps
-            arguments["callback_steps"] = 1
-            arguments["callback"] = lambda step, timestep, latents: on_step_end(
-                pipeline, step, timestep, {"latents": latents}
-            )
-
-    def _run_instruction_edit(
-        self, job: GenerationJob, prompt: FittedPrompt, arguments: dict[str, Any], started: float
-    ) -> GenerationOutput:
-        arguments["image"] = job.init_image
-        arguments = {k: v for k, v in arguments.items() if k in self.call_parameters}
-        self._add_step_callback(self.pipeline, [job], arguments)
-        images = self._call(self.pipeline, arguments)
-        images = [
-            image
-            if image.size == (job.width, job.height)
-            else image.resize((job.width, job.height))
+    def _drafted(self, jobs: list[GenerationJob], images: list[ImageCall]) -> list[Any]:
+        """Drafts first, the best of each image's candidates kept, then (text-to-image, on a
+        model that can run image-to-image) the kept drafts rendered again at full size."""
+        first = jobs[0]
+        drafting = first.drafting
+        assert drafting is not None
+        refine = (
+            drafting.refine_strength is not None
+            and first.kind == "text-to-image"
+            and "image-to-image" in self.capabilities.kinds
+        )
+        final = _call_of(first)
+        drafts = replace(final, width=drafting.width, height=drafting.height, steps=drafting.steps)
+        candidates = [
+            replace(image, seed=candidate_seed(image.seed, index))
             for image in images
+            for index in range(drafting.candidates)
         ]
-        if job.mask is not None:  # the mask still bounds the edit
-            images = [Image.composite(image, job.init_image, job.mask) for image in images]
-        return _output(job, images, prompt, time.perf_counter() - started)
+        made = self._render(jobs, drafts if refine else final, candidates, previews=False)
+        best = [
+            max(group, key=draft_score)
+            for group in split(made, [drafting.candidates] * len(images))
+        ]
+        if not refine:
+            return best
+        assert drafting.refine_strength is not None
+        size = (first.width, first.height)
+        refinements = [
+            replace(image, init_image=draft.resize(size, Image.Resampling.LANCZOS))
+            for image, draft in zip(images, best, strict=True)
+        ]
+        second = replace(final, kind="image-to-image", strength=drafting.refine_strength)
+        return self._render(jobs, second, refinements, previews=True)
+
+    def _instruction_edit(self, job: GenerationJob, images: list[ImageCall]) -> list[Any]:
+        """Instruction-editing pipelines take the input as a reference; they may answer at
+        their own size."""
+        made = self._render([job], _call_of(job), images, previews=True, pipeline=self.pipeline)
+        size = (job.width, job.height)
+        return [image if image.size == size else image.resize(size) for image in made]
+
+    def _animate(self, job: GenerationJob, images: list[ImageCall]) -> list[list[Any]]:
+        """Each image's frames in one call, each from a point of its seed's noise walk."""
+        if job.kind != "text-to-image" or "latents" not in self.call_parameters:
+            raise UnsupportedJobError("output_format")
+        shape = latent_shape(self.pipeline, job.width, job.height)
+        device = getattr(self.pipeline, "_execution_device", self.device)
+        animations = []
+        for image in images:
+            walk = noise_walk(image.seed, job.frames, shape).to(device=device, dtype=self.dtype)
+            frames = [replace(image, latents=latents) for latents in walk]
+            animations.append(self._render([job], _call_of(job), frames, previews=False))
+        return animations
 
 
-def _output(
-    job: GenerationJob, images: list[Any], prompt: FittedPrompt, seconds: float
-) -> GenerationOutput:
-    return GenerationOutput(
-        images=images,
-        seeds=job.seeds,
-        prompt_tokens=prompt.tokens,
-        seconds=seconds,
-        cut_prompt=prompt.text if prompt.text != job.prompt else None,
+def _call_of(job: GenerationJob) -> Call:
+    return Call(
+        kind=job.kind,
+        width=job.width,
+        height=job.height,
+        steps=job.num_inference_steps,
+        guidance_scale=job.guidance_scale,
+        strength=job.strength,
     )
 
 
-def _split(items: list[Any], counts: list[int]) -> list[list[Any]]:
-    """`items` cut into consecutive runs of `counts` items."""
-    runs, start = [], 0
-    for count in counts:
-        runs.append(items[start : start + count])
-        start += count
-    return runs
+def _by_job(
+    jobs: list[GenerationJob], images: list[ImageCall]
+) -> list[tuple[GenerationJob, list[ImageCall]]]:
+    return list(zip(jobs, split(images, [job.num_images for job in jobs]), strict=True))
 
 
 _CALL_PARAMETERS: dict[type, frozenset[str]] = {}

@@ -7,7 +7,7 @@ configured model serves every default alias that no other model claims.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pixelsmith.engine.presets import preset_for, resolve_source
 from pixelsmith.errors import ModelNotFoundError
@@ -45,6 +45,7 @@ class ModelSpec:
     vae_tiling: bool = False
     vae_slicing: bool = False
     attention_slicing: bool = False
+    complexity: str = "low"  # what `complexity` means when a request leaves it out
 
     @classmethod
     def from_config(
@@ -65,7 +66,7 @@ class ModelSpec:
             dtype=config.dtype or dtype,
             sizes=sizes,
             default_size=default_size,
-            steps=config.steps or preset.steps,
+            steps=(config.steps or preset.steps).filled(),
             guidance_scale=(
                 config.guidance_scale
                 if config.guidance_scale is not None
@@ -80,7 +81,8 @@ class ModelSpec:
             family=preset.family,
             preset=preset.name,
             # A model's own list of sizes is the whole list; otherwise the family's rules.
-            size_rules=None if config.sizes else preset.size_rules,
+            size_rules=None if config.sizes else _size_rules(preset.size_rules, config),
+            complexity=config.complexity,
             gpu_dtype=preset.dtype,
             cpu_offload=config.cpu_offload,
             vae_tiling=config.vae_tiling,
@@ -92,6 +94,12 @@ class ModelSpec:
     def max_pixels(self) -> int:
         """The pixels of the largest listed size: inputs of edits are scaled to fit it."""
         return max(size.pixels for size in self.sizes)
+
+
+def _size_rules(rules: SizeRules, config: ModelConfig) -> SizeRules:
+    if config.size_multiple is None:
+        return rules
+    return replace(rules, multiple=max(rules.multiple, config.size_multiple))
 
 
 class ModelRegistry:

@@ -28,6 +28,7 @@ class StreamEvents:
             "background": plan.output.background,
             "output_format": plan.output.format,
         }
+        self._end_user = {"safety_identifier": plan.end_user} if plan.end_user else {}
 
     def partial_image(self, data: bytes, index: int) -> StreamEvent:
         return {
@@ -44,5 +45,6 @@ class StreamEvents:
             **self._fields,
             # One image per event: its share of the usage, without OpenAI's output details.
             "usage": usage.model_dump(exclude={"output_tokens_details"}),
+            **self._end_user,
             "seed": seed,  # pixelsmith extension, as in non-streamed responses
         }

@@ -15,6 +15,7 @@ starts.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import threading
 import time
@@ -100,13 +101,13 @@ class ImageService:
         moderation = RequestModeration(self.moderator, plan, context.request_id)
         await moderation.admit()
         logger.info(
-            "%s model=%s size=%s steps=%d n=%d user=%s",
+            "%s model=%s size=%s steps=%d n=%d end_user=%s",
             plan.job.kind,
             plan.spec.id,
             plan.size,
             plan.job.num_inference_steps,
             plan.job.num_images,
-            ascii(plan.user[:64]) if plan.user else "-",  # the client's text, never raw
+            _hashed(plan.end_user),
         )
         if plan.stream:
             # Queued now: a full queue is a 429 before any event.
@@ -126,6 +127,7 @@ class ImageService:
             background=plan.output.background,
             output_format=plan.output.format,
             quality=plan.quality_tier,
+            safety_identifier=plan.end_user,
             size=str(plan.size),
             usage=image_usage(plan, prompt_tokens=output.prompt_tokens, count=len(data)),
         )
@@ -137,7 +139,7 @@ class ImageService:
         moderation: RequestModeration,
         context: RequestContext,
     ) -> list[ImageData]:
-        encoded = self._checked_and_encoded(output.images, plan, moderation)
+        encoded = self._checked_and_encoded(output.images, plan, moderation, output.frames)
         return self.writer.image_data(
             encoded,
             output.seeds,
@@ -148,10 +150,17 @@ class ImageService:
         )
 
     def _checked_and_encoded(
-        self, images: list[Image.Image], plan: ImagePlan, moderation: RequestModeration
+        self,
+        images: list[Image.Image],
+        plan: ImagePlan,
+        moderation: RequestModeration,
+        frames: list[list[Image.Image]] | None = None,
     ) -> list[bytes]:
-        moderation.check_images(images)
-        return self.writer.encode(images, plan.output)
+        """Check every image that will leave (each frame of an animation), then encode."""
+        moderation.check_images(
+            [frame for animation in frames for frame in animation] if frames else images
+        )
+        return self.writer.encode(images, plan.output, frames)
 
     async def _events(
         self,
@@ -190,6 +199,12 @@ class ImageService:
             )
         finally:
             run.stop()
+
+
+def _hashed(end_user: str | None) -> str:
+    """An end-user id as the log shows it: a short hash, so that a client's text (a newline
+    that forges a log line, or someone's e-mail address) never reaches the log."""
+    return hashlib.sha256(end_user.encode()).hexdigest()[:12] if end_user else "-"
 
 
 class ImageStream:

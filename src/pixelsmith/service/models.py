@@ -5,6 +5,7 @@ from __future__ import annotations
 from pixelsmith.api.protocol import ModelCard, ModelList
 from pixelsmith.engine.registry import ModelRegistry
 from pixelsmith.errors import ModelNotFoundError
+from pixelsmith.service.names import snapshot_base
 
 
 class ModelCatalog:
@@ -23,7 +24,10 @@ class ModelCatalog:
         return ModelList(data=list(self._cards))
 
     def retrieve(self, model_id: str) -> ModelCard:
-        for card in self._cards:
-            if card.id == model_id:
-                return card
+        by_id = {card.id: card for card in self._cards}
+        if model_id in by_id:
+            return by_id[model_id]
+        base = snapshot_base(model_id)
+        if base in by_id:  # a dated snapshot is served like its base name
+            return by_id[base].model_copy(update={"id": model_id})
         raise ModelNotFoundError(model_id, [card.id for card in self._cards])

@@ -1,17 +1,31 @@
 """The OpenAI model names, and the rules each carries on the wire, whichever pipeline serves it.
 
 A client that says `dall-e-3` expects dall-e-3's sizes, one image per call and a revised prompt;
-one that says `gpt-image-1` expects base64 output and the GPT image quality tiers. A model's own
-id follows the GPT image rules with the model's own sizes and accepts every quality name.
+one that says `gpt-image-2.5-flare` expects base64 output, any size on a 16-pixel grid and the
+`xhigh` and `max` tiers. The names and their rules come from the official clients' own type
+files (`openai` 3.57.0 for Python, 7.57.0 for npm; ../shared/openai-api-2026.md). Names that
+OpenAI has retired (`gpt-image-1`, `dall-e-2`, `dall-e-3`) keep working here. A model's own id
+follows the GPT image rules with the model's own sizes and accepts every quality name.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from typing import Literal
 
-# The three step tiers of every model (its `steps` setting), and of OpenAI's `quality` field.
-QualityTier = Literal["low", "medium", "high"]
+from pixelsmith.sizes import SizeRules
+
+# The step tiers of every model (its `steps` setting), and the values of the response's
+# `quality`.
+QualityTier = Literal["low", "medium", "high", "xhigh", "max"]
+
+GPT_QUALITIES = ("auto", "low", "medium", "high")
+# gpt-image-2 and later: any WIDTHxHEIGHT with both sides divisible by 16, an aspect ratio
+# from 1:3 to 3:1, up to 3840x2160 (sizes above 2560x1440 are "experimental" on OpenAI).
+GPT_IMAGE_2_SIZES = SizeRules(
+    multiple=16, min_side=16, max_side=3840, max_aspect=3.0, max_pixels=3840 * 2160
+)
 
 
 @dataclass(frozen=True)
@@ -20,30 +34,60 @@ class NameRules:
     max_prompt_chars: int
     max_n: int
     qualities: tuple[str, ...]
-    # None: the serving model's own sizes, plus `auto`.
+    # None: the serving model's own sizes and its family's rules, plus `auto`.
     sizes: tuple[str, ...] | None
     default_response_format: str
     # What an omitted `size` means (OpenAI: auto for GPT image models, 1024x1024 for DALL-E).
     default_size: str = "auto"
     # dall-e-3 always rewrites prompts (vivid unless asked for natural).
     default_style: str | None = None
+    # gpt-image-2 and later: any size these rules allow, made within the serving model's limits.
+    size_rules: SizeRules | None = None
+    # The `input_fidelity` values the name takes; () refuses the parameter.
+    input_fidelities: tuple[str, ...] = ("high", "low")
+    markup: bool = False  # edits may carry a `markup` overlay
+    # response_format="url" and style: "legacy ... unsupported for GPT image models" (2.x).
+    refuses_legacy: bool = False
+    animated_and_vector: bool = True  # output_format gif and svg
+
+    @property
+    def legacy(self) -> bool:
+        """The retired dall-e names, whose errors have the older shape."""
+        return self.family in ("dall-e-2", "dall-e-3")
 
 
-GPT_IMAGE_RULES = NameRules(
-    family="gpt-image",
+GPT_IMAGE_1_RULES = NameRules(
+    family="gpt-image-1",
     max_prompt_chars=32000,
     max_n=10,
-    qualities=("auto", "low", "medium", "high"),
+    qualities=GPT_QUALITIES,
     sizes=None,
     default_response_format="b64_json",
+)
+GPT_IMAGE_2_RULES = replace(
+    GPT_IMAGE_1_RULES,
+    family="gpt-image-2",
+    size_rules=GPT_IMAGE_2_SIZES,
+    input_fidelities=(),  # "For gpt-image-2, omit this parameter."
+    refuses_legacy=True,
+)
+# The 2.6 names have no capability notes in the clients; they are served like 2.5, the
+# family they succeed.
+GPT_IMAGE_2_5_RULES = replace(
+    GPT_IMAGE_2_RULES,
+    family="gpt-image-2.5",
+    qualities=(*GPT_QUALITIES, "xhigh", "max"),
+    input_fidelities=("high", "low"),
+    markup=True,
 )
 OWN_MODEL_RULES = NameRules(
     family="own",
     max_prompt_chars=32000,
     max_n=10,
-    qualities=("auto", "low", "medium", "high", "standard", "hd"),
+    qualities=(*GPT_QUALITIES, "xhigh", "max", "standard", "hd"),
     sizes=None,
     default_response_format="b64_json",
+    markup=True,
 )
 DALL_E_2_RULES = NameRules(
     family="dall-e-2",
@@ -53,6 +97,7 @@ DALL_E_2_RULES = NameRules(
     sizes=("256x256", "512x512", "1024x1024"),
     default_response_format="url",
     default_size="1024x1024",
+    animated_and_vector=False,
 )
 DALL_E_3_RULES = NameRules(
     family="dall-e-3",
@@ -63,20 +108,34 @@ DALL_E_3_RULES = NameRules(
     default_response_format="url",
     default_size="1024x1024",
     default_style="vivid",
+    animated_and_vector=False,
 )
 
+# In the order of the clients' `ImageModel` list.
 _RULES_BY_NAME = {
-    "gpt-image-1": GPT_IMAGE_RULES,
-    "gpt-image-1-mini": GPT_IMAGE_RULES,
-    "gpt-image-1.5": GPT_IMAGE_RULES,
-    "dall-e-2": DALL_E_2_RULES,
-    "dall-e-3": DALL_E_3_RULES,
+    "gpt-image-1.5": GPT_IMAGE_1_RULES,
+    "gpt-image-2": GPT_IMAGE_2_RULES,
+    "gpt-image-2-2026-04-21": GPT_IMAGE_2_RULES,
+    "gpt-image-2.5-sunburst": GPT_IMAGE_2_5_RULES,
+    "gpt-image-2.5-sunburst-2026-09-08": GPT_IMAGE_2_5_RULES,
+    "gpt-image-2.5-flare": GPT_IMAGE_2_5_RULES,
+    "gpt-image-2.5-flare-2026-09-08": GPT_IMAGE_2_5_RULES,
+    "gpt-image-2.6-sunburst": GPT_IMAGE_2_5_RULES,
+    "gpt-image-2.6-flare": GPT_IMAGE_2_5_RULES,
+    "gpt-image-1": GPT_IMAGE_1_RULES,  # shut down by OpenAI on 2026-10-23
+    "gpt-image-1-mini": replace(GPT_IMAGE_1_RULES, input_fidelities=("low",)),
+    "chatgpt-image-latest": GPT_IMAGE_1_RULES,
+    "dall-e-2": DALL_E_2_RULES,  # retired by OpenAI on 2026-05-12
+    "dall-e-3": DALL_E_3_RULES,  # retired by OpenAI on 2026-05-12
 }
 
 # Every OpenAI name the server answers to: the default model serves those no model claims.
 OPENAI_MODEL_NAMES = tuple(_RULES_BY_NAME)
 
-# How each quality name maps onto the model's three step tiers.
+# A dated snapshot (`gpt-image-2-2026-04-21`) of a known name follows its base name.
+_SNAPSHOT = re.compile(r"^(?P<base>.+)-\d{4}-\d{2}-\d{2}$")
+
+# How each quality name maps onto the model's step tiers.
 QUALITY_TIERS: dict[str, QualityTier] = {
     "auto": "medium",
     "standard": "medium",
@@ -84,6 +143,8 @@ QUALITY_TIERS: dict[str, QualityTier] = {
     "medium": "medium",
     "high": "high",
     "hd": "high",
+    "xhigh": "xhigh",
+    "max": "max",
 }
 
 # dall-e-3 rewrites prompts; ours appends a style cue and reports it as revised_prompt.
@@ -93,11 +154,23 @@ STYLE_SUFFIXES = {
 }
 
 
+def snapshot_base(name: str) -> str | None:
+    """The known name that `name` is a dated snapshot of, or None."""
+    match = _SNAPSHOT.match(name)
+    if match and match.group("base") in _RULES_BY_NAME:
+        return match.group("base")
+    return None
+
+
 def rules_for(model_name: str | None) -> NameRules:
     """Rules for the name a client sent. No name means GPT image rules on the default model."""
     if model_name is None:
-        return GPT_IMAGE_RULES
-    return _RULES_BY_NAME.get(model_name, OWN_MODEL_RULES)
+        return GPT_IMAGE_1_RULES
+    rules = _RULES_BY_NAME.get(model_name)
+    if rules is None:
+        base = snapshot_base(model_name)
+        rules = _RULES_BY_NAME[base] if base else OWN_MODEL_RULES
+    return rules
 
 
 def apply_style(prompt: str, style: str) -> str:

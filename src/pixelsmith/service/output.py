@@ -7,7 +7,7 @@ import pybase64
 from PIL import Image
 
 from pixelsmith.api.protocol import ImageData
-from pixelsmith.imaging import encode_image
+from pixelsmith.imaging import encode_animation, encode_image, trace_svg
 from pixelsmith.matting import Matting
 from pixelsmith.service.plans import OutputOptions
 from pixelsmith.storage import ImageStore
@@ -18,14 +18,30 @@ class OutputWriter:
         self.store = store
         self.matting = matting
 
-    def encode(self, images: list[Image.Image], output: OutputOptions) -> list[bytes]:
-        """The images in the requested format, with the requested transparency."""
+    def encode(
+        self,
+        images: list[Image.Image],
+        output: OutputOptions,
+        frames: list[list[Image.Image]] | None = None,
+    ) -> list[bytes]:
+        """The images (or for a GIF, their `frames`) in the requested format, at the requested
+        size and transparency."""
+        if output.format == "gif":
+            assert frames is not None, "a GIF needs its frames"
+            return [
+                encode_animation([fitted(frame, output) for frame in animation],
+                                 output.frame_duration_ms)
+                for animation in frames
+            ]  # fmt: skip
+        images = [fitted(image, output) for image in images]
         if output.transparent:
             images = [self.matting.matte(image) for image in images]
         elif output.keep_alpha is not None:
             images = [image.convert("RGB") for image in images]
             for image in images:
                 image.putalpha(output.keep_alpha)
+        if output.format == "svg":
+            return [trace_svg(image, output.svg_effort) for image in images]
         return [encode_image(image, output.format, output.compression) for image in images]
 
     def image_data(
@@ -48,6 +64,23 @@ class OutputWriter:
                 item.b64_json = b64(data)
             items.append(item)
         return items
+
+
+def fitted(image: Image.Image, output: OutputOptions) -> Image.Image:
+    """`image` at the size asked for: a larger image made on the model's grid loses its
+    margins (centred), a smaller one is scaled; an inpainting keeps its input outside the mask."""
+    if output.size is None or image.size == (output.size.width, output.size.height):
+        return image
+    width, height = output.size.width, output.size.height
+    if image.width >= width and image.height >= height:
+        left, top = (image.width - width) // 2, (image.height - height) // 2
+        image = image.crop((left, top, left + width, top + height))
+    else:
+        image = image.resize((width, height), Image.Resampling.LANCZOS)
+    if output.kept is not None:
+        kept, mask = output.kept
+        image = Image.composite(image, kept, mask)
+    return image
 
 
 def b64(data: bytes) -> str:

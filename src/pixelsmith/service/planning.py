@@ -11,8 +11,7 @@ model that has not run yet, the engine checks the job itself before running it.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, fields, replace
-from typing import Any
+from dataclasses import replace
 
 from PIL import Image, ImageChops
 
@@ -23,12 +22,11 @@ from pixelsmith.api.protocol import (
     CreateImageVariationRequest,
 )
 from pixelsmith.engine import GenerationJob
-from pixelsmith.engine.jobs import JobKind
-from pixelsmith.errors import InvalidRequestError, reject_unpaired_surrogates
-from pixelsmith.imaging import OutputFormat
+from pixelsmith.engine.jobs import Drafting, JobKind
+from pixelsmith.errors import InvalidRequestError, ModelNotFoundError, reject_unpaired_surrogates
 from pixelsmith.matting import Matting
-from pixelsmith.moderation import ModerationLevel
 from pixelsmith.service.backend import ImageBackend
+from pixelsmith.service.formats import check_legacy, check_streaming, output_options
 from pixelsmith.service.inputs import (
     DALL_E_2_MAX_BYTES,
     InputImages,
@@ -41,9 +39,19 @@ from pixelsmith.service.names import (
     QualityTier,
     apply_style,
     rules_for,
+    snapshot_base,
 )
-from pixelsmith.service.plans import ImagePlan, Operation, OutputOptions, Target
-from pixelsmith.sizes import ImageSize, parse_size, snap_to_grid
+from pixelsmith.service.plans import (
+    AskedFor,
+    ImagePlan,
+    Operation,
+    OutputOptions,
+    SourceImage,
+    Target,
+    one_of,
+)
+from pixelsmith.service.sizing import plan_size
+from pixelsmith.sizes import ImageSize, snap_to_grid
 
 # Image-to-image strength (how far the result may move from the input) by input_fidelity.
 EDIT_STRENGTH: dict[tuple[str, str], float] = {
@@ -52,54 +60,15 @@ EDIT_STRENGTH: dict[tuple[str, str], float] = {
     ("inpaint", "low"): 1.0,
     ("inpaint", "high"): 0.85,
 }
+# Drafts per image for each `complexity`.
+COMPLEXITY_CANDIDATES = {"low": 1, "medium": 2, "high": 4}
+# How far the final render may move from its draft: a draft at a quarter of the pixels
+# (complexity) gives the composition; quality=max's second pass refines detail.
+DRAFT_REFINE_STRENGTH = 0.7
+MAX_REFINE_STRENGTH = 0.4
 # Every model family served today edits one picture; instruction-edit models that take several
 # images as references will say so in their spec.
 MAX_INPUT_IMAGES = 1
-
-
-@dataclass(frozen=True)
-class _Asked:
-    """What a request asked for, in the fields all operations share (None: the default). A
-    variation's wire model lacks most of them, so it gets every default."""
-
-    prompt: str | None = None
-    n: int | None = None
-    size: str | None = None
-    quality: str | None = None
-    output_format: OutputFormat | None = None
-    output_compression: int | None = None
-    background: str | None = None
-    response_format: str | None = None
-    moderation: ModerationLevel | None = None
-    stream: bool | None = None
-    partial_images: int | None = None
-    style: str | None = None
-    input_fidelity: str | None = None
-    user: str | None = None
-    seed: int | None = None
-    negative_prompt: str | None = None
-    num_inference_steps: int | None = None
-    guidance_scale: float | None = None
-
-    @classmethod
-    def of(cls, request: Any) -> _Asked:
-        return cls(**{field.name: getattr(request, field.name, None) for field in fields(cls)})
-
-
-@dataclass(frozen=True)
-class _Source:
-    """The input image of an edit or a variation, and how the job treats it."""
-
-    image: UploadedImage
-    kind: JobKind
-    strength: float
-    mask: Image.Image | None = None
-    keeps_alpha: bool = False  # the input's transparency carries over (edits)
-
-
-def one_of(values: tuple[str, ...] | list[str]) -> str:
-    quoted = [f"'{value}'" for value in values]
-    return ", ".join(quoted[:-1]) + f" or {quoted[-1]}" if len(quoted) > 1 else quoted[0]
 
 
 class RequestPlanner:
@@ -113,7 +82,7 @@ class RequestPlanner:
     # --- the three operations ------------------------------------------------------------
 
     def generation(self, request: CreateImageRequest) -> ImagePlan:
-        return self._plan("generation", _Asked.of(request), self._target(request.model), None)
+        return self._plan("generation", AskedFor.of(request), self._target(request.model), None)
 
     def edit(self, request: CreateImageEditRequest, inputs: InputImages) -> ImagePlan:
         """Image-to-image, or inpainting with a mask, on the first (only) input image."""
@@ -133,8 +102,8 @@ class RequestPlanner:
             mask = source.image.getchannel("A").point(lambda value: 255 if value == 0 else 0)
         kind: JobKind = "inpaint" if mask is not None else "image-to-image"
         strength = EDIT_STRENGTH[(kind, request.input_fidelity or "low")]
-        edit = _Source(source, kind, strength, mask, keeps_alpha=request.background != "opaque")
-        return self._plan("edit", _Asked.of(request), target, edit)
+        edit = SourceImage(source, kind, strength, mask, keeps_alpha=request.background != "opaque")
+        return self._plan("edit", AskedFor.of(request), target, edit)
 
     def variation(self, request: CreateImageVariationRequest, image: bytes) -> ImagePlan:
         """Image-to-image with no prompt, at the model's variation strength."""
@@ -142,19 +111,26 @@ class RequestPlanner:
         # OpenAI's variations endpoint belongs to dall-e-2: its rules unless another is named.
         target = self._target(request.model or "dall-e-2")
         source = self._checked_source(uploaded, target, "image")
-        variation = _Source(source, "image-to-image", target.spec.variation_strength)
-        return self._plan("variation", _Asked.of(request), target, variation)
+        variation = SourceImage(source, "image-to-image", target.spec.variation_strength)
+        return self._plan("variation", AskedFor.of(request), target, variation)
 
     # --- the shared steps ----------------------------------------------------------------
 
     def _target(self, model: str | None) -> Target:
-        spec = self.backend.registry.resolve(model)
+        try:
+            spec = self.backend.registry.resolve(model)
+        except ModelNotFoundError:
+            # A dated snapshot of a name the server knows is served like that name.
+            base = snapshot_base(model) if model else None
+            if base is None:
+                raise
+            spec = self.backend.registry.resolve(base)
         # Without `model`, GPT image rules apply to the default model.
         described = model or f"{spec.id} (the default model, with gpt-image-1 rules)"
         return Target(spec, rules_for(model), model or spec.id, described)
 
     def _plan(
-        self, operation: Operation, asked: _Asked, target: Target, source: _Source | None
+        self, operation: Operation, asked: AskedFor, target: Target, source: SourceImage | None
     ) -> ImagePlan:
         spec, rules = target.spec, target.rules
         # 1. What the model can do, and the prompt.
@@ -169,11 +145,15 @@ class RequestPlanner:
         if source is not None:
             width, height = source.image.image.size
             auto_size = snap_to_grid(width, height, spec.size_rules, spec.max_pixels)
-        size = self._size(asked.size, target, auto_size)
+        size, made_at = plan_size(asked.size, target, auto_size)
         # 3. How they are returned.
-        output = self._output(asked, target)
-        self._check_streaming(asked, target)
+        output = output_options(asked, target, source)
+        check_streaming(asked, target)
+        check_legacy(asked, target)
         # 4. How they are made.
+        fidelity = asked.input_fidelity
+        if fidelity is not None and fidelity not in rules.input_fidelities:
+            raise self._fidelity_error(fidelity, target)
         steps = self._steps(asked, target, tier)
         guidance = asked.guidance_scale
         if guidance is None:
@@ -190,13 +170,16 @@ class RequestPlanner:
             # The server's own addition: ask for a backdrop the matting can take out.
             prompt_suffix=self.matting.prompt_suffix if output.transparent else "",
             negative_prompt=asked.negative_prompt,
-            width=size.width,
-            height=size.height,
+            width=made_at.width,
+            height=made_at.height,
             num_inference_steps=steps,
             guidance_scale=guidance,
             seeds=tuple((first_seed + index) % (MAX_SEED + 1) for index in range(n)),
             partial_images=(asked.partial_images or 0) if asked.stream else 0,
+            frames=(asked.frame_count or 9) if output.format == "gif" else 0,
+            drafting=self._drafting(asked, target, tier, made_at, source, output),
         )
+        output = replace(output, size=size)
         inputs: tuple[Image.Image, ...] = ()
         if source is not None:
             job, output = self._with_source(job, output, source, size)
@@ -213,11 +196,11 @@ class RequestPlanner:
             revised_prompt=revised_prompt,
             inputs=inputs,
             stream=bool(asked.stream),
-            user=asked.user,
+            end_user=asked.end_user,
         )
 
     @staticmethod
-    def _count(asked: _Asked, target: Target) -> int:
+    def _count(asked: AskedFor, target: Target) -> int:
         n = asked.n if asked.n is not None else 1
         if n > target.rules.max_n:
             raise InvalidRequestError(
@@ -228,7 +211,7 @@ class RequestPlanner:
         return n
 
     @staticmethod
-    def _tier(asked: _Asked, target: Target) -> QualityTier:
+    def _tier(asked: AskedFor, target: Target) -> QualityTier:
         """The step tier of the quality asked for, in the names the model name allows."""
         quality = asked.quality or "auto"
         qualities = target.rules.qualities
@@ -242,7 +225,7 @@ class RequestPlanner:
         return QUALITY_TIERS[quality]
 
     @staticmethod
-    def _steps(asked: _Asked, target: Target, tier: QualityTier) -> int:
+    def _steps(asked: AskedFor, target: Target, tier: QualityTier) -> int:
         """The steps of the model's tier, unless the request names them (an extension)."""
         spec = target.spec
         steps = asked.num_inference_steps
@@ -258,7 +241,39 @@ class RequestPlanner:
         return steps
 
     @staticmethod
-    def _checked_prompt(asked: _Asked, target: Target, *, needed: bool) -> str:
+    def _drafting(
+        asked: AskedFor,
+        target: Target,
+        tier: QualityTier,
+        made_at: ImageSize,
+        source: SourceImage | None,
+        output: OutputOptions,
+    ) -> Drafting | None:
+        """The work before the final render: `complexity` drafts candidates and keeps the
+        best; quality=max renders a draft and refines it in a second, high-resolution pass."""
+        spec = target.spec
+        candidates = COMPLEXITY_CANDIDATES[asked.complexity or spec.complexity]
+        width, height = made_at.width, made_at.height
+        if output.format == "gif":
+            return None  # every frame is a render of its own
+        if source is not None:  # an edit's composition is its input's: the best of full edits
+            return Drafting(candidates, width, height, 0) if candidates > 1 else None
+        if tier == "max":
+            draft = made_at
+            if made_at.pixels > spec.default_size.pixels:  # drafted at the model's own size
+                draft = snap_to_grid(width, height, spec.size_rules, spec.default_size.pixels)
+            return Drafting(
+                candidates, draft.width, draft.height, spec.steps.high, MAX_REFINE_STRENGTH
+            )
+        if candidates == 1:
+            return None
+        draft = snap_to_grid(width, height, spec.size_rules, made_at.pixels // 4)
+        return Drafting(
+            candidates, draft.width, draft.height, spec.steps.low, DRAFT_REFINE_STRENGTH
+        )
+
+    @staticmethod
+    def _checked_prompt(asked: AskedFor, target: Target, *, needed: bool) -> str:
         prompt = asked.prompt or ""
         reject_unpaired_surrogates(prompt, "prompt")
         if asked.negative_prompt:
@@ -278,88 +293,20 @@ class RequestPlanner:
         return prompt
 
     @staticmethod
-    def _size(requested: str | None, target: Target, auto: ImageSize | None) -> ImageSize:
-        spec, rules = target.spec, target.rules
-        allowed = list(rules.sizes) if rules.sizes is not None else [*map(str, spec.sizes), "auto"]
-        text = requested if requested is not None else rules.default_size
-        size = parse_size(text)
-        if text in allowed:
-            if text == "auto":
-                return auto or spec.default_size
-            assert size is not None  # every listed size is WIDTHxHEIGHT
-            return size
-        if size is None:
-            raise InvalidRequestError(
-                f"size must be WIDTHxHEIGHT (e.g. 1024x1024) and one of {one_of(allowed)} for "
-                f"model {target.described}; got '{text}'.",
-                param="size",
-                code="invalid_value",
+    def _fidelity_error(fidelity: str, target: Target) -> InvalidRequestError:
+        allowed = target.rules.input_fidelities
+        if not allowed:
+            return InvalidRequestError(
+                f"input_fidelity is not supported for model {target.described}; omit it.",
+                param="input_fidelity",
+                code="unsupported_parameter",
             )
-        # Beyond its list, a model whose family allows it takes any size within its rules
-        # (the OpenAI names with fixed lists, dall-e-2 and dall-e-3, keep their lists).
-        if rules.sizes is None and spec.size_rules is not None:
-            why = spec.size_rules.problem(size.width, size.height)
-            if why is None:
-                return size
-            raise InvalidRequestError(
-                f"size '{text}' is not possible for model {target.described}: {why}. Sizes "
-                f"{one_of(allowed)} always work.",
-                param="size",
-                code="invalid_value",
-            )
-        raise InvalidRequestError(
-            f"size must be one of {one_of(allowed)} for model {target.described}; got '{text}'.",
-            param="size",
+        return InvalidRequestError(
+            f"input_fidelity must be {one_of(allowed)} for model {target.described}; "
+            f"got '{fidelity}'.",
+            param="input_fidelity",
             code="invalid_value",
         )
-
-    @staticmethod
-    def _output(asked: _Asked, target: Target) -> OutputOptions:
-        output_format: OutputFormat = asked.output_format or "png"
-        compression = asked.output_compression if asked.output_compression is not None else 100
-        if output_format == "png" and compression != 100:
-            raise InvalidRequestError(
-                "output_compression is only supported with output_format 'jpeg' or 'webp'; "
-                f"got output_format 'png' with output_compression {compression}.",
-                param="output_compression",
-                code="invalid_value",
-            )
-        transparent = asked.background == "transparent"
-        if transparent and target.legacy_family:
-            raise InvalidRequestError(
-                f"background is only supported for GPT image models, not {target.described}.",
-                param="background",
-                code="unsupported_parameter",
-            )
-        if transparent and output_format == "jpeg":
-            raise InvalidRequestError(
-                "background 'transparent' requires output_format 'png' or 'webp'; JPEG has no "
-                "alpha channel.",
-                param="background",
-                code="invalid_value",
-            )
-        return OutputOptions(
-            format=output_format,
-            compression=compression,
-            response_format=asked.response_format or target.rules.default_response_format,
-            transparent=transparent,
-        )
-
-    @staticmethod
-    def _check_streaming(asked: _Asked, target: Target) -> None:
-        if asked.stream and target.legacy_family:
-            raise InvalidRequestError(
-                f"stream is only supported for GPT image models, not {target.described}.",
-                param="stream",
-                code="unsupported_parameter",
-            )
-        if asked.stream and asked.response_format == "url":
-            raise InvalidRequestError(
-                "response_format 'url' cannot be streamed: stream events carry b64_json. Omit "
-                "response_format or send stream=false.",
-                param="response_format",
-                code="unsupported_value",
-            )
 
     # --- source images -------------------------------------------------------------------
 
@@ -393,19 +340,28 @@ class RequestPlanner:
 
     @staticmethod
     def _with_source(
-        job: GenerationJob, output: OutputOptions, source: _Source, size: ImageSize
+        job: GenerationJob, output: OutputOptions, source: SourceImage, size: ImageSize
     ) -> tuple[GenerationJob, OutputOptions]:
-        """The job on the source image at the planned size, and the input's alpha channel for
-        outputs that keep it."""
+        """The job on the source image at the size it is made at, and for the answer at the
+        size asked for: the input's alpha channel for outputs that keep it, and, when the two
+        sizes differ, the input and mask an inpainting keeps outside the mask."""
+        made_at = (job.width, job.height)
         dimensions = (size.width, size.height)
         image = source.image.image
         mask = source.mask
+
+        def mask_at(where: tuple[int, int]) -> Image.Image | None:
+            return mask.resize(where, Image.Resampling.NEAREST) if mask else None
+
         job = replace(
             job,
-            init_image=_resized(image.convert("RGB"), dimensions),
-            mask=mask.resize(dimensions, Image.Resampling.NEAREST) if mask else None,
+            init_image=_resized(image.convert("RGB"), made_at),
+            mask=mask_at(made_at),
             strength=source.strength,
         )
+        kept_mask = mask_at(dimensions)
+        if made_at != dimensions and kept_mask is not None:
+            output = replace(output, kept=(_resized(image.convert("RGB"), dimensions), kept_mask))
         alpha = None
         if source.keeps_alpha and source.image.has_alpha and output.format != "jpeg":
             alpha = image.getchannel("A")
@@ -425,6 +381,13 @@ def unsupported_error(
 ) -> InvalidRequestError:
     """The 400 for a request the model cannot do (`param` from ModelCapabilities.unsupported),
     at planning time or, for a model loaded on demand, when the engine finds out."""
+    if param == "output_format":
+        return InvalidRequestError(
+            f"output_format 'gif' is not supported by model {target.spec.id}: its pipeline "
+            "takes no initial latents.",
+            param="output_format",
+            code="unsupported_value",
+        )
     if param == "negative_prompt":
         return InvalidRequestError(
             f"negative_prompt is not supported by model {target.described}.",

@@ -15,7 +15,8 @@ OUTPUT_TOKENS_PER_IMAGE = {
 
 
 def output_tokens_per_image(width: int, height: int, tier: str) -> int:
-    table = OUTPUT_TOKENS_PER_IMAGE[tier]
+    # OpenAI publishes no figures for xhigh and max: they count as high.
+    table = OUTPUT_TOKENS_PER_IMAGE["high" if tier in ("xhigh", "max") else tier]
     exact = table.get(f"{width}x{height}")
     if exact is not None:
         return exact

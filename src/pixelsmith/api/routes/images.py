@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from starlette.responses import Response
 
+from pixelsmith.api.limits import take_limit_slot
 from pixelsmith.api.protocol import CreateImageRequest, ImagesResponse
 from pixelsmith.api.transport.bodies import read_edit, read_variation
 from pixelsmith.api.transport.streaming import answer
@@ -37,6 +38,7 @@ def _context(request: Request) -> RequestContext:
 @router.post("/v1/images/generations", name="create_image", response_model=ImagesResponse)
 async def create_image(body: CreateImageRequest, request: Request) -> Response:
     """Create images from a prompt (OpenAI `images.generate`); streamed when stream=true."""
+    take_limit_slot(request.scope, body.end_user)
     return await answer(request, _service(request).generate(body, _context(request)))
 
 
@@ -44,6 +46,7 @@ async def create_image(body: CreateImageRequest, request: Request) -> Response:
 async def create_image_edit(request: Request) -> Response:
     """Edit an image from a prompt (OpenAI `images.edit`), multipart or JSON."""
     edit, inputs = await read_edit(request, request.app.state.image_fetcher)
+    take_limit_slot(request.scope, edit.end_user)
     return await answer(request, _service(request).edit(edit, inputs, _context(request)))
 
 
@@ -51,6 +54,7 @@ async def create_image_edit(request: Request) -> Response:
 async def create_image_variation(request: Request) -> Response:
     """Variations of one image (OpenAI `images.create_variation`), multipart."""
     variation, image = await read_variation(request)
+    take_limit_slot(request.scope, variation.end_user)
     work = _service(request).create_variation(variation, image, _context(request))
     return await answer(request, work)
 

@@ -28,7 +28,10 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 MAX_IMAGES = 16  # files per field in one body: a transport limit, far above any model's
 # Field types the multipart strings are converted to before validation.
-_INTEGER_FIELDS = {"n", "output_compression", "partial_images", "seed", "num_inference_steps"}
+_INTEGER_FIELDS = {
+    "n", "output_compression", "partial_images", "seed", "num_inference_steps", "frame_count",
+    "frame_duration_ms",
+}  # fmt: skip
 _NUMBER_FIELDS = {"guidance_scale"}
 _BOOLEAN_FIELDS = {"stream"}
 
@@ -87,8 +90,27 @@ async def read_form_files(
                 f"Unknown file parameter: '{key}'.", param=key, code="unknown_parameter"
             )
         else:
-            text[key] = _convert(key, value)
+            _put(text, key, value)
     return files, text
+
+
+def _put(fields: dict[str, Any], key: str, value: str) -> None:
+    """A text field into `fields`; bracketed keys nest, as the clients flatten objects:
+    `svg[reasoning][effort]` is `fields["svg"]["reasoning"]["effort"]`."""
+    name, *inner = key.replace("]", "").split("[")
+    if not inner:
+        fields[key] = _convert(key, value)
+        return
+    place = fields.setdefault(name, {})
+    for part in inner[:-1]:
+        if not isinstance(place, dict):
+            break
+        place = place.setdefault(part, {})
+    if not isinstance(place, dict):
+        raise InvalidRequestError(
+            f"Invalid type for '{name}': expected an object.", param=name, code="invalid_type"
+        )
+    place[inner[-1]] = value
 
 
 # OpenAI's limit for `image_url` (a URL or a base64 data: URL) in JSON edits.
