@@ -15,6 +15,7 @@ from moderation_models import save_image_classifier
 from PIL import Image
 
 from pixelsmith.app import create_app
+from pixelsmith.settings import ModelConfig
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -47,12 +48,45 @@ def test_edit_with_file_object_bytes_and_a_list_of_one(client, tmp_path: Path):
         assert result.usage.input_tokens_details.image_tokens > 0
 
 
-def test_several_images_for_a_one_image_model_is_400(client):
+def test_several_images_for_a_one_image_model_is_400(cache_dir: Path, tmp_path: Path):
+    # The tiny model without its IP-Adapter reads one image.
+    settings = make_settings(
+        cache_dir, tmp_path, models=[ModelConfig(source="tiny", ip_adapter="none")]
+    )
     data = png_bytes(gradient(64, 64))
-    with pytest.raises(openai.BadRequestError) as error:
-        client.images.edit(image=[data, data, data], prompt="combine them")
+    with (
+        RunningServer(create_app(settings)) as running,
+        openai.OpenAI(base_url=f"{running.base_url}/v1", api_key="x", max_retries=0) as client,
+    ):
+        with pytest.raises(openai.BadRequestError) as error:
+            client.images.edit(model="gpt-image-2.5-flare", image=[data, data, data], prompt="x")
     assert error.value.param == "image"
-    assert "takes 1 input image; got 3" in error.value.message
+    # The serving model is named, not the name the client sent.
+    assert "model tiny takes 1 input image; got 3" in error.value.message
+
+
+def test_further_images_are_image_prompts_that_change_the_result(client):
+    first = png_bytes(gradient(64, 64))
+    red = png_bytes(Image.new("RGB", (64, 64), (230, 20, 20)))
+    blue = png_bytes(Image.new("RGB", (64, 64), (20, 20, 230)))
+
+    def edit(*images: bytes) -> np.ndarray:
+        response = client.images.edit(
+            model="gpt-image-2.5-flare", image=list(images), prompt="in the style of the second",
+            extra_body={"seed": 4},
+        )  # fmt: skip
+        assert len(response.data) == 1 and response.size == "64x64"
+        # Every input image counts in usage: one token each at 64x64 (OpenAI's low tier).
+        assert response.usage.input_tokens_details.image_tokens == len(images)
+        return np.asarray(decode(response.data[0]).convert("RGB"), np.int16)
+
+    with_red, with_blue, alone = edit(first, red), edit(first, blue), edit(first)
+    assert np.array_equal(with_red, edit(first, red))  # the same references: the same image
+    assert np.abs(with_red - with_blue).mean() > 1  # the second image steers the result
+    assert np.abs(with_red - alone).mean() > 1
+    with pytest.raises(openai.BadRequestError) as error:  # OpenAI's own limit: 16
+        client.images.edit(image=[first] * 17, prompt="x")
+    assert error.value.param == "image"
 
 
 def test_masked_edit_keeps_the_pixels_outside_the_mask(client):
@@ -341,7 +375,8 @@ def test_repeated_plain_image_parts_and_chunked_bodies(server, monkeypatch):
     monkeypatch.setattr(pixelsmith.api.transport.bodies, "MAX_JSON_EDIT_BODY_BYTES", 5_000_000)
     url = f"{server.base_url}/v1/images/edits"
     data = png_bytes(gradient(64, 64))
-    files = [("image", ("a.png", data, "application/octet-stream"))] * 2
+    # Repeated plain `image` parts are one list: 17 of them is one over OpenAI's 16.
+    files = [("image", ("a.png", data, "application/octet-stream"))] * 17
     response = httpx.post(url, data={"prompt": "x"}, files=files)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "too_many_images"
@@ -398,3 +433,36 @@ def test_a_json_image_url_over_the_spec_limit_is_refused_by_name(server, monkeyp
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["param"] == "images[0].image_url" and error["code"] == "string_above_max_length"
+
+
+def test_markup_is_drawn_over_the_first_image_and_redrawn(client):
+    source = Image.new("RGB", (128, 128), (128, 128, 128))
+    markup = Image.new("RGBA", (128, 128), (0, 0, 0, 0))
+    markup.paste((255, 0, 0, 255), (16, 16, 112, 48))  # a red bar across the top
+
+    def edit(**files: bytes) -> np.ndarray:
+        response = client.images.edit(
+            model="gpt-image-2.5-flare", image=png_bytes(source), prompt="a red banner",
+            extra_body={"seed": 2}, **files,
+        )  # fmt: skip
+        return np.asarray(decode(response.data[0]).convert("RGB"), np.int16)
+
+    # The markup changes what is redrawn (what the job is given: tests/test_service.py).
+    marked, plain = edit(markup=png_bytes(markup)), edit()
+    assert np.abs(marked - plain).mean() > 1
+    assert np.array_equal(marked, edit(markup=png_bytes(markup)))
+    opaque = Image.new("RGBA", (128, 128), (255, 0, 0, 255))
+    mask = Image.new("RGBA", (128, 128), (0, 0, 0, 0))
+    refused = [
+        ({"model": "gpt-image-2", "markup": png_bytes(markup)}, "unsupported_parameter"),
+        ({"markup": png_bytes(markup), "mask": png_bytes(mask)}, "unsupported_parameter"),
+        ({"markup": png_bytes(markup.resize((64, 64)))}, "invalid_image_dimensions"),
+        ({"markup": png_bytes(opaque)}, "invalid_image_format"),
+    ]
+    for arguments, code in refused:
+        with pytest.raises(openai.BadRequestError) as error:
+            client.images.edit(
+                **({"model": "gpt-image-2.5-flare", "image": png_bytes(source), "prompt": "x"}
+                   | arguments)
+            )  # fmt: skip
+        assert error.value.param == "markup" and error.value.code == code, error.value.message

@@ -264,3 +264,17 @@ def test_a_caller_that_goes_away_stops_its_run(tmp_path: Path):
         assert backend.outputs[1].cancelled() and backend.jobs[1].cancelled.is_set()
 
     run(scenario())
+
+
+def test_a_markup_is_drawn_over_the_first_image_before_it_is_redrawn(tmp_path: Path):
+    backend = FakeBackend()
+    service = make_service(tmp_path, backend)
+    source = png(Image.new("RGB", (64, 64), (128, 128, 128)))
+    markup = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    markup.paste((255, 0, 0, 255), (8, 8, 56, 24))
+    edit = CreateImageEditRequest(prompt="a red banner", model="gpt-image-2.5-flare")
+    run(service.edit(edit, InputImages([source], markup=png(markup)), CONTEXT))
+    (job,) = backend.jobs
+    assert job.kind == "image-to-image" and job.strength == 0.6  # kept closer than a plain edit
+    assert job.init_image.getpixel((30, 15)) == (255, 0, 0)  # the stroke, drawn in
+    assert job.init_image.getpixel((30, 40)) == (128, 128, 128)  # the image beside it

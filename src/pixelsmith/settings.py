@@ -163,6 +163,24 @@ class ModelConfig(BaseModel):
         default=False,
         description="Compute attention in slices: less peak memory, somewhat slower.",
     )
+    ip_adapter: str | None = Field(
+        default=None,
+        description="An IP-Adapter (hub id such as `h94/IP-Adapter`, or a local directory with "
+        "the weights and `image_encoder/`) through which edits with several images use the "
+        "extra ones as image prompts. `none` turns off a preset's. Default: the preset's "
+        "(the tiny model's own; none for the others).",
+    )
+    ip_adapter_subfolder: str = Field(
+        default="",
+        description="Where in ip_adapter the weights are, e.g. `models` or `sdxl_models`.",
+    )
+    ip_adapter_weight_name: str = Field(
+        default="ip-adapter.safetensors",
+        description="The weights file, e.g. `ip-adapter_sd15.safetensors`.",
+    )
+    ip_adapter_scale: float = Field(
+        default=0.6, ge=0, le=2, description="How strongly the image prompts steer the image."
+    )
     preview_decoder: str | None = Field(
         default=None,
         description="A tiny autoencoder (diffusers AutoencoderTiny: a hub id such as "

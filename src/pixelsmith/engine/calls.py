@@ -28,6 +28,7 @@ class ImageCall:
     init_image: Any = None  # PIL.Image.Image at the call's size (edits, refinements)
     mask: Any = None  # PIL.Image.Image (L), 255 where the image is repainted
     latents: Any = None  # torch.Tensor: this image's initial noise; None: drawn from the seed
+    references: tuple[Any, ...] = ()  # further input images (one set for the whole call)
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,14 @@ def call_arguments(
             # steps are the steps actually run: a 2-step turbo model still denoises twice,
             # from a noise level set by the strength.
             arguments["num_inference_steps"] = math.ceil(call.steps / max(call.strength, 1e-3))
+        elif images[0].references and "ip_adapter_image" not in parameters:
+            # Pipelines made for several references take them all as `image`.
+            arguments["image"] = [images[0].init_image, *images[0].references]
         else:  # instruction editing (Kontext): one reference image in its own call
             arguments["image"] = images[0].init_image
+    if images[0].references and "ip_adapter_image" in parameters and "strength" in parameters:
+        # One IP-Adapter: its image prompts, every reference a set of image tokens.
+        arguments["ip_adapter_image"] = [list(images[0].references)]
     if call.kind == "inpaint" and "mask_image" in parameters:
         arguments["mask_image"] = [image.mask for image in images]
     return {key: value for key, value in arguments.items() if key in parameters}

@@ -46,6 +46,8 @@ class GenerationJob:
     negative_prompt: str | None = None
     init_image: Any = None  # PIL.Image.Image (RGB)
     mask: Any = None  # PIL.Image.Image (L)
+    # An edit's further input images (RGB): references the model reads beside init_image.
+    references: tuple[Any, ...] = ()
     # How far from the input image the result may go, 0-1 (image-to-image and inpaint).
     strength: float = 1.0
     # Frames of an animation (GIF) per image; 0: a still image.
@@ -89,15 +91,18 @@ class ModelCapabilities:
 
     call_parameters: frozenset[str]
     kinds: frozenset[JobKind]
+    references: int = 0  # input images an edit may have beyond the first
 
     def accepts(self, argument: str) -> bool:
         return argument in self.call_parameters
 
     def unsupported(self, job: GenerationJob) -> str | None:
         """The request parameter of `job` that the model cannot honour, or None: `model` when
-        it cannot run the job's kind at all."""
+        it cannot run the job's kind at all, `image` when it takes fewer input images."""
         if job.kind not in self.kinds:
             return "model"
+        if len(job.references) > self.references:
+            return "image"
         if job.negative_prompt and not self.accepts("negative_prompt"):
             return "negative_prompt"
         return None

@@ -14,9 +14,14 @@ import torch
 from pixelsmith.engine.architectures import build_architecture, is_architecture
 from pixelsmith.engine.config import SpeedOptions
 from pixelsmith.engine.devices import dtype_name, resolve_device, resolve_dtype
+from pixelsmith.engine.image_prompts import ImagePrompts
 from pixelsmith.engine.pipeline import LoadedPipeline
 from pixelsmith.engine.registry import ModelSpec
-from pixelsmith.engine.tiny import ensure_tiny_model
+from pixelsmith.engine.tiny import (
+    TINY_IP_ADAPTER_FOLDER,
+    TINY_IP_ADAPTER_WEIGHTS,
+    ensure_tiny_model,
+)
 from pixelsmith.errors import ModelLoadError
 from pixelsmith.settings import looks_like_path
 
@@ -154,6 +159,7 @@ def _finish_loading(spec: ModelSpec, weights: _Weights, options: LoadOptions) ->
         preview_decoder = _load_tiny_autoencoder(
             spec, spec.preview_decoder, latent_channels, weights
         )
+    image_prompts = _image_prompts(spec, weights, options) if spec.ip_adapter else None
     _speed_up(pipeline, options.speed)
     _save_memory(pipeline, spec, device)
     return LoadedPipeline(
@@ -162,7 +168,41 @@ def _finish_loading(spec: ModelSpec, weights: _Weights, options: LoadOptions) ->
         device=device,
         dtype=dtype,
         preview_decoder=preview_decoder or tiny_vae,
+        image_prompts=image_prompts,
     )
+
+
+def _image_prompts(spec: ModelSpec, weights: _Weights, options: LoadOptions) -> ImagePrompts:
+    """The model's IP-Adapter (`tiny`: the one built beside the tiny model)."""
+    assert spec.ip_adapter is not None
+    if getattr(weights.pipeline, "unet", None) is None:
+        raise ModelLoadError(
+            f"Could not load model {spec.id!r}: ip_adapter needs a UNet model (SD 1.x/2.x, "
+            "SDXL); for transformer models, use a pipeline that takes several images itself."
+        )
+    source: str | Path = spec.ip_adapter
+    subfolder, weight_name = spec.ip_adapter_subfolder, spec.ip_adapter_weight_name
+    if spec.ip_adapter == "tiny":
+        source = ensure_tiny_model(options.cache_dir)
+        subfolder, weight_name = TINY_IP_ADAPTER_FOLDER, TINY_IP_ADAPTER_WEIGHTS
+    elif looks_like_path(spec.ip_adapter):
+        source = Path(spec.ip_adapter).expanduser()
+    try:
+        return ImagePrompts(
+            weights.pipeline,
+            source,
+            subfolder=subfolder,
+            weight_name=weight_name,
+            scale=spec.ip_adapter_scale,
+            local_only=weights.from_cache_only,
+        )
+    except Exception as exc:  # hub, file and shape errors alike
+        raise ModelLoadError(
+            f"Could not load the IP-Adapter {spec.ip_adapter!r} for model {spec.id!r} "
+            f"({_describe(exc)}). Name a hub id with ip_adapter_subfolder and "
+            "ip_adapter_weight_name (e.g. h94/IP-Adapter, models, ip-adapter_sd15.safetensors) "
+            "or a local directory that holds them."
+        ) from exc
 
 
 def _save_memory(pipeline: Any, spec: ModelSpec, device: torch.device) -> None:

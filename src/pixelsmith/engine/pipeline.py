@@ -3,6 +3,7 @@ own images, previews and cancellation through diffusers' step callbacks."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import time
@@ -23,6 +24,7 @@ from pixelsmith.engine.calls import (
     watch_steps,
 )
 from pixelsmith.engine.drafts import candidate_seed, draft_score
+from pixelsmith.engine.image_prompts import MAX_REFERENCES, MULTI_REFERENCE_PIPELINES, ImagePrompts
 from pixelsmith.engine.jobs import (
     GenerationJob,
     GenerationOutput,
@@ -50,6 +52,8 @@ class LoadedPipeline:
     dtype: torch.dtype
     # A tiny autoencoder for stream previews; None: the linear latent-to-RGB projection.
     preview_decoder: Any = None
+    # The IP-Adapter that turns an edit's further images into image prompts; None: none.
+    image_prompts: ImagePrompts | None = None
     warmup_seconds: float | None = None  # set when the engine warmed the model up
     call_parameters: frozenset[str] = field(init=False)
     capabilities: ModelCapabilities = field(init=False)
@@ -73,7 +77,9 @@ class LoadedPipeline:
             except ValueError:  # diffusers has no such pipeline for this family
                 continue
             kinds.append(kind)
-        self.capabilities = ModelCapabilities(self.call_parameters, frozenset(kinds))
+        native = type(self.pipeline).__name__ in MULTI_REFERENCE_PIPELINES
+        references = MAX_REFERENCES if native or self.image_prompts is not None else 0
+        self.capabilities = ModelCapabilities(self.call_parameters, frozenset(kinds), references)
 
     @property
     def weight_bytes(self) -> int:
@@ -112,8 +118,9 @@ class LoadedPipeline:
 
         Everything that is one value per call must match. Prompts, negative prompts, seeds and
         input images are per image. A negative prompt cannot be mixed with none: some pipelines
-        (SDXL) encode "no negative prompt" as zeros, not as the empty string."""
-        if job.kind != "text-to-image" and self.edits_by_instruction:
+        (SDXL) encode "no negative prompt" as zeros, not as the empty string. Jobs with
+        reference images run alone: their references are one argument of the call."""
+        if (job.kind != "text-to-image" and self.edits_by_instruction) or job.references:
             return None
         return (
             job.kind,
@@ -139,7 +146,12 @@ class LoadedPipeline:
         prompts = [self.prompts.fit(job.prompt, job.prompt_suffix) for job in jobs]
         images = [
             ImageCall(
-                prompt.text + prompt.suffix, seed, job.negative_prompt, job.init_image, job.mask
+                prompt.text + prompt.suffix,
+                seed,
+                job.negative_prompt,
+                job.init_image,
+                job.mask,
+                references=job.references,
             )
             for job, prompt in zip(jobs, prompts, strict=True)
             for seed in job.seeds
@@ -201,7 +213,9 @@ class LoadedPipeline:
         arguments = call_arguments(pipeline, parameters, call, images)
         watch_steps(pipeline, parameters, arguments, jobs, previews=previews,
                     preview_decoder=self.preview_decoder)  # fmt: skip
-        made = make_images(pipeline, arguments, self.device)
+        image_prompts = self.image_prompts if "ip_adapter_image" in arguments else None
+        with image_prompts.enabled() if image_prompts else contextlib.nullcontext():
+            made = make_images(pipeline, arguments, self.device)
         if len(made) != len(images):
             raise RuntimeError(f"pipeline returned {len(made)} images for {len(images)}")
         return made

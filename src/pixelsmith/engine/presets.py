@@ -34,6 +34,9 @@ class ModelPreset:
     dtype: str  # what it runs in on a GPU when dtype is auto; CPUs always use float32
     memory: str
     size_rules: SizeRules = SizeRules()
+    # An IP-Adapter the preset loads by default (edits with several images): `tiny` is the
+    # tiny model's own; the real ones are opt-in (models.md), their image encoders are large.
+    ip_adapter: str | None = None
 
 
 def _sizes(native: str, *more: str) -> tuple[str, ...]:
@@ -227,6 +230,7 @@ PRESETS: dict[str, ModelPreset] = {
             dtype="float32",
             memory="a few MB",
             size_rules=SizeRules(multiple=8, min_side=64, max_side=2048),
+            ip_adapter="tiny",
         ),
     )
 }

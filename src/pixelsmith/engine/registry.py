@@ -46,6 +46,11 @@ class ModelSpec:
     vae_slicing: bool = False
     attention_slicing: bool = False
     complexity: str = "low"  # what `complexity` means when a request leaves it out
+    # Image prompts for edits with several images (None: none); see ModelConfig.
+    ip_adapter: str | None = None
+    ip_adapter_subfolder: str = ""
+    ip_adapter_weight_name: str = "ip-adapter.safetensors"
+    ip_adapter_scale: float = 0.6
 
     @classmethod
     def from_config(
@@ -83,6 +88,10 @@ class ModelSpec:
             # A model's own list of sizes is the whole list; otherwise the family's rules.
             size_rules=None if config.sizes else _size_rules(preset.size_rules, config),
             complexity=config.complexity,
+            ip_adapter=_ip_adapter(config.ip_adapter, preset.ip_adapter),
+            ip_adapter_subfolder=config.ip_adapter_subfolder,
+            ip_adapter_weight_name=config.ip_adapter_weight_name,
+            ip_adapter_scale=config.ip_adapter_scale,
             gpu_dtype=preset.dtype,
             cpu_offload=config.cpu_offload,
             vae_tiling=config.vae_tiling,
@@ -94,6 +103,12 @@ class ModelSpec:
     def max_pixels(self) -> int:
         """The pixels of the largest listed size: inputs of edits are scaled to fit it."""
         return max(size.pixels for size in self.sizes)
+
+
+def _ip_adapter(configured: str | None, preset: str | None) -> str | None:
+    if configured is None:
+        return preset
+    return None if configured == "none" else configured
 
 
 def _size_rules(rules: SizeRules, config: ModelConfig) -> SizeRules:

@@ -3,7 +3,10 @@
 It has every part of SD 1.x/2.x (UNet, a VAE with the usual 8x downscale, a CLIP text encoder, a
 byte-level BPE tokenizer built here) at a few thousand parameters per layer, seeded so that
 every machine builds the same weights. It draws noise, not pictures: it exists so that tests
-and offline demos exercise the same `from_pretrained` path a real checkpoint takes.
+and offline demos exercise the same `from_pretrained` path a real checkpoint takes. Beside it,
+in `ip_adapter/`, a tiny IP-Adapter (a CLIP vision encoder and the adapter's projection and
+attention weights, in the layout of h94/IP-Adapter) lets edits with several images use the
+extra ones as image prompts, loaded through diffusers' own `load_ip_adapter`.
 """
 
 from __future__ import annotations
@@ -20,8 +23,13 @@ import torch
 logger = logging.getLogger(__name__)
 
 # Bump when the architecture below changes, so stale caches are rebuilt rather than loaded.
-TINY_MODEL_VERSION = 1
+TINY_MODEL_VERSION = 2
 TINY_SEED = 0
+
+
+# Where the tiny model keeps its IP-Adapter, and the adapter's weights file in it.
+TINY_IP_ADAPTER_FOLDER = "ip_adapter"
+TINY_IP_ADAPTER_WEIGHTS = "ip-adapter.safetensors"
 
 
 def tiny_model_dir(cache_dir: Path) -> Path:
@@ -39,7 +47,9 @@ def ensure_tiny_model(cache_dir: Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))
     try:
         logger.info("building the tiny model in %s (random weights, no download)", target)
-        build_tiny_pipeline().save_pretrained(staging)
+        pipeline = build_tiny_pipeline()
+        pipeline.save_pretrained(staging)
+        save_tiny_ip_adapter(pipeline.unet, staging / TINY_IP_ADAPTER_FOLDER)
         staging.chmod(0o755)  # mkdtemp makes it private; a shared cache must stay readable
         try:
             os.replace(staging, target)
@@ -154,3 +164,51 @@ def build_tiny_pipeline() -> Any:  # a diffusers StableDiffusionPipeline
         feature_extractor=None,
         requires_safety_checker=False,
     )
+
+
+def save_tiny_ip_adapter(unet: Any, directory: Path) -> None:
+    """An IP-Adapter for `unet` with seeded random weights: `image_encoder/` and the weights."""
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    generator = torch.Generator("cpu").manual_seed(TINY_SEED + 1)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(TINY_SEED + 1)
+    try:
+        encoder = CLIPVisionModelWithProjection(
+            CLIPVisionConfig(
+                hidden_size=32,
+                intermediate_size=37,
+                num_attention_heads=4,
+                num_hidden_layers=2,
+                image_size=32,
+                patch_size=8,
+                projection_dim=32,
+            )
+        )
+    finally:
+        torch.random.set_rng_state(state)
+    encoder.save_pretrained(directory / "image_encoder")
+    tokens, embedding = 4, encoder.config.projection_dim
+    width = unet.config.cross_attention_dim
+
+    def weights(*shape: int) -> torch.Tensor:
+        # Large enough that an image prompt visibly changes the picture.
+        return torch.randn(shape, generator=generator) * 0.5
+
+    weights_by_key = {
+        "image_proj.proj.weight": weights(width * tokens, embedding),
+        "image_proj.proj.bias": torch.zeros(width * tokens),
+        "image_proj.norm.weight": torch.ones(width),
+        "image_proj.norm.bias": torch.zeros(width),
+    }
+    # diffusers numbers the cross-attention layers 1, 3, 5, ... in attn_processors order.
+    key = 1
+    for name in unet.attn_processors:
+        if name.endswith("attn1.processor"):
+            continue
+        shape = unet.get_submodule(name.removesuffix(".processor")).to_k.weight.shape
+        weights_by_key[f"ip_adapter.{key}.to_k_ip.weight"] = weights(*shape)
+        weights_by_key[f"ip_adapter.{key}.to_v_ip.weight"] = weights(*shape)
+        key += 2
+    save_file(weights_by_key, str(directory / TINY_IP_ADAPTER_WEIGHTS))

@@ -269,7 +269,10 @@ class _Run:
             raise
         except UnsupportedJobError as exc:
             plan = self._plan
-            raise unsupported_error(exc.param, plan.operation, plan.target, plan.job.kind) from None
+            images = 1 + len(plan.job.references)
+            raise unsupported_error(
+                exc.param, plan.operation, plan.target, plan.job.kind, images
+            ) from None
 
     def stop(self) -> None:
         self._cancelled.set()

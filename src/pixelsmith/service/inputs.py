@@ -29,6 +29,7 @@ class InputImages:
 
     images: list[bytes]
     mask: bytes | None = None
+    markup: bytes | None = None  # a transparent PNG drawn over the first image
     # How errors name the images: `image` (multipart, the files) or `images` (JSON, a list).
     param: str = "image"
 

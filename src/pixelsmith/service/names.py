@@ -49,6 +49,7 @@ class NameRules:
     # response_format="url" and style: "legacy ... unsupported for GPT image models" (2.x).
     refuses_legacy: bool = False
     animated_and_vector: bool = True  # output_format gif and svg
+    max_input_images: int = 16  # input images an edit may have (the model may read fewer)
 
     @property
     def legacy(self) -> bool:
@@ -98,6 +99,7 @@ DALL_E_2_RULES = NameRules(
     default_response_format="url",
     default_size="1024x1024",
     animated_and_vector=False,
+    max_input_images=1,
 )
 DALL_E_3_RULES = NameRules(
     family="dall-e-3",
@@ -109,6 +111,7 @@ DALL_E_3_RULES = NameRules(
     default_size="1024x1024",
     default_style="vivid",
     animated_and_vector=False,
+    max_input_images=1,
 )
 
 # In the order of the clients' `ImageModel` list.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import replace
 
-from PIL import Image, ImageChops
+from PIL import Image
 
 from pixelsmith.api.protocol import (
     MAX_SEED,
@@ -28,9 +28,7 @@ from pixelsmith.matting import Matting
 from pixelsmith.service.backend import ImageBackend
 from pixelsmith.service.formats import check_legacy, check_streaming, output_options
 from pixelsmith.service.inputs import (
-    DALL_E_2_MAX_BYTES,
     InputImages,
-    UploadedImage,
     read_image,
     read_mask,
 )
@@ -51,24 +49,22 @@ from pixelsmith.service.plans import (
     one_of,
 )
 from pixelsmith.service.sizing import plan_size
+from pixelsmith.service.sources import (
+    check_image_count,
+    checked_source,
+    edit_source,
+    too_many_images,
+    with_markup,
+    with_source,
+)
 from pixelsmith.sizes import ImageSize, snap_to_grid
 
-# Image-to-image strength (how far the result may move from the input) by input_fidelity.
-EDIT_STRENGTH: dict[tuple[str, str], float] = {
-    ("image-to-image", "low"): 0.75,
-    ("image-to-image", "high"): 0.5,
-    ("inpaint", "low"): 1.0,
-    ("inpaint", "high"): 0.85,
-}
 # Drafts per image for each `complexity`.
 COMPLEXITY_CANDIDATES = {"low": 1, "medium": 2, "high": 4}
 # How far the final render may move from its draft: a draft at a quarter of the pixels
 # (complexity) gives the composition; quality=max's second pass refines detail.
 DRAFT_REFINE_STRENGTH = 0.7
 MAX_REFINE_STRENGTH = 0.4
-# Every model family served today edits one picture; instruction-edit models that take several
-# images as references will say so in their spec.
-MAX_INPUT_IMAGES = 1
 
 
 class RequestPlanner:
@@ -85,32 +81,30 @@ class RequestPlanner:
         return self._plan("generation", AskedFor.of(request), self._target(request.model), None)
 
     def edit(self, request: CreateImageEditRequest, inputs: InputImages) -> ImagePlan:
-        """Image-to-image, or inpainting with a mask, on the first (only) input image."""
-        name = request.model or self.backend.registry.default.id
-        self._check_count(len(inputs.images), name, inputs.param)
+        """Image-to-image, or inpainting with a mask, on the first input image; the others
+        are references (image prompts), a markup is drawn over the first."""
+        target = self._target(request.model)
+        check_image_count(
+            len(inputs.images), target, self.backend.capabilities(target.spec), inputs.param
+        )
         images = [
             read_image(data, param=inputs.param_of(index))
             for index, data in enumerate(inputs.images)
         ]
-        mask = None
-        if inputs.mask is not None:
-            mask = read_mask(inputs.mask, size=images[0].image.size)
-        target = self._target(request.model)
-        source = self._checked_source(images[0], target, "image")
-        if mask is None and target.rules.family == "dall-e-2" and source.has_alpha:
-            # dall-e-2 edits without a mask use the image's own transparency as the mask.
-            mask = source.image.getchannel("A").point(lambda value: 255 if value == 0 else 0)
-        kind: JobKind = "inpaint" if mask is not None else "image-to-image"
-        strength = EDIT_STRENGTH[(kind, request.input_fidelity or "low")]
-        edit = SourceImage(source, kind, strength, mask, keeps_alpha=request.background != "opaque")
-        return self._plan("edit", AskedFor.of(request), target, edit)
+        first = checked_source(images[0], target, inputs.param_of(0))
+        mask = read_mask(inputs.mask, size=first.image.size) if inputs.mask else None
+        if inputs.markup is not None:
+            first = with_markup(inputs.markup, first, mask, target)
+        source = edit_source(first, mask, target, request, marked_up=inputs.markup is not None)
+        references = tuple(image.image.convert("RGB") for image in images[1:])
+        return self._plan("edit", AskedFor.of(request), target, source, references)
 
     def variation(self, request: CreateImageVariationRequest, image: bytes) -> ImagePlan:
         """Image-to-image with no prompt, at the model's variation strength."""
         uploaded = read_image(image, param="image")
         # OpenAI's variations endpoint belongs to dall-e-2: its rules unless another is named.
         target = self._target(request.model or "dall-e-2")
-        source = self._checked_source(uploaded, target, "image")
+        source = checked_source(uploaded, target, "image")
         variation = SourceImage(source, "image-to-image", target.spec.variation_strength)
         return self._plan("variation", AskedFor.of(request), target, variation)
 
@@ -130,7 +124,12 @@ class RequestPlanner:
         return Target(spec, rules_for(model), model or spec.id, described)
 
     def _plan(
-        self, operation: Operation, asked: AskedFor, target: Target, source: SourceImage | None
+        self,
+        operation: Operation,
+        asked: AskedFor,
+        target: Target,
+        source: SourceImage | None,
+        references: tuple[Image.Image, ...] = (),
     ) -> ImagePlan:
         spec, rules = target.spec, target.rules
         # 1. What the model can do, and the prompt.
@@ -182,8 +181,9 @@ class RequestPlanner:
         output = replace(output, size=size)
         inputs: tuple[Image.Image, ...] = ()
         if source is not None:
-            job, output = self._with_source(job, output, source, size)
-            inputs = (source.image.image,)
+            job, output = with_source(job, output, source, size)
+            job = replace(job, references=references)
+            inputs = (source.image.image, *references)
         return ImagePlan(
             operation=operation,
             target=target,
@@ -308,76 +308,13 @@ class RequestPlanner:
             code="invalid_value",
         )
 
-    # --- source images -------------------------------------------------------------------
-
-    @staticmethod
-    def _check_count(count: int, model: str, param: str) -> None:
-        if count == 0:
-            raise InvalidRequestError(
-                f"Missing required parameter: '{param}'.",
-                param=param,
-                code="missing_required_parameter",
-            )
-        if count > MAX_INPUT_IMAGES:
-            raise InvalidRequestError(
-                f"model {model} takes {MAX_INPUT_IMAGES} input image; got {count}.",
-                param=param,
-                code="too_many_images",
-            )
-
-    @staticmethod
-    def _checked_source(image: UploadedImage, target: Target, param: str) -> UploadedImage:
-        if target.rules.family == "dall-e-2":
-            width, height = image.image.size
-            if image.format != "png" or width != height or image.size_bytes >= DALL_E_2_MAX_BYTES:
-                raise InvalidRequestError(
-                    f"Invalid file '{param}': dall-e-2 takes one square PNG under 4 MB; got a "
-                    f"{width}x{height} {image.format.upper()} of {image.size_bytes / 1e6:.1f} MB.",
-                    param=param,
-                    code="invalid_image_format",
-                )
-        return image
-
-    @staticmethod
-    def _with_source(
-        job: GenerationJob, output: OutputOptions, source: SourceImage, size: ImageSize
-    ) -> tuple[GenerationJob, OutputOptions]:
-        """The job on the source image at the size it is made at, and for the answer at the
-        size asked for: the input's alpha channel for outputs that keep it, and, when the two
-        sizes differ, the input and mask an inpainting keeps outside the mask."""
-        made_at = (job.width, job.height)
-        dimensions = (size.width, size.height)
-        image = source.image.image
-        mask = source.mask
-
-        def mask_at(where: tuple[int, int]) -> Image.Image | None:
-            return mask.resize(where, Image.Resampling.NEAREST) if mask else None
-
-        job = replace(
-            job,
-            init_image=_resized(image.convert("RGB"), made_at),
-            mask=mask_at(made_at),
-            strength=source.strength,
-        )
-        kept_mask = mask_at(dimensions)
-        if made_at != dimensions and kept_mask is not None:
-            output = replace(output, kept=(_resized(image.convert("RGB"), dimensions), kept_mask))
-        alpha = None
-        if source.keeps_alpha and source.image.has_alpha and output.format != "jpeg":
-            alpha = image.getchannel("A")
-            if mask is not None:
-                # Whatever is repainted is opaque, transparent holes included (dall-e-2 edits
-                # fill the image's transparent area).
-                alpha = ImageChops.lighter(alpha, mask)
-            if alpha.getextrema()[0] == 255:
-                alpha = None  # an alpha channel with nothing transparent in it
-            else:
-                alpha = _resized(alpha, dimensions)
-        return job, replace(output, keep_alpha=alpha)
-
 
 def unsupported_error(
-    param: str, operation: Operation, target: Target, kind: JobKind | None = None
+    param: str,
+    operation: Operation,
+    target: Target,
+    kind: JobKind | None = None,
+    images: int = 1,
 ) -> InvalidRequestError:
     """The 400 for a request the model cannot do (`param` from ModelCapabilities.unsupported),
     at planning time or, for a model loaded on demand, when the engine finds out."""
@@ -388,6 +325,8 @@ def unsupported_error(
             param="output_format",
             code="unsupported_value",
         )
+    if param == "image":
+        return too_many_images(target, images, 1)
     if param == "negative_prompt":
         return InvalidRequestError(
             f"negative_prompt is not supported by model {target.described}.",
@@ -400,9 +339,3 @@ def unsupported_error(
         what = f" ({kind} is not available for it)" if kind else ""
         message = f"model {target.name} cannot edit images{what}."
     return InvalidRequestError(message, param="model", code="unsupported_model")
-
-
-def _resized(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    if image.size == size:
-        return image
-    return image.resize(size, Image.Resampling.LANCZOS)

@@ -201,10 +201,11 @@ async def read_edit(
         # Starlette's own limits answer outside our envelope; ours (MAX_IMAGES) come first.
         form = await request.form(max_files=4 * MAX_IMAGES, max_fields=64)
         try:
-            files, fields = await read_form_files(form, ("image", "mask"))
+            files, fields = await read_form_files(form, ("image", "mask", "markup"))
         finally:
             await form.close()
-        images, masks, param = files.get("image", []), files.get("mask", []), "image"
+        images, param = files.get("image", []), "image"
+        masks, markups = files.get("mask", []), files.get("markup", [])
     elif content_type.startswith("application/json"):
         fields = _json_object(await request.body())
         param = "images"
@@ -223,15 +224,29 @@ async def read_edit(
             await image_ref_bytes(reference, f"images[{index}]", fetcher)
             for index, reference in enumerate(references)
         ]
-        mask_reference = fields.pop("mask", None)
-        masks = [await image_ref_bytes(mask_reference, "mask", fetcher)] if mask_reference else []
+        masks, markups = [], []
+        for name, found in (("mask", masks), ("markup", markups)):
+            reference = fields.pop(name, None)
+            if reference:
+                found.append(await image_ref_bytes(reference, name, fetcher))
     else:
         raise InvalidRequestError(
             "Send edits as multipart/form-data (as the official clients do) or as JSON.",
             code="invalid_content_type",
         )
     edit = validate(CreateImageEditRequest, fields)
-    return edit, InputImages(images=images, mask=masks[0] if masks else None, param=param)
+    for name, found in (("mask", masks), ("markup", markups)):
+        if len(found) > 1:
+            raise InvalidRequestError(
+                f"Too many files for '{name}': at most 1.", param=name, code="too_many_images"
+            )
+    inputs = InputImages(
+        images=images,
+        mask=masks[0] if masks else None,
+        markup=markups[0] if markups else None,
+        param=param,
+    )
+    return edit, inputs
 
 
 async def read_variation(request: Request) -> tuple[CreateImageVariationRequest, bytes]:
