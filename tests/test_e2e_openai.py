@@ -416,13 +416,23 @@ def test_transparent_background_returns_a_real_alpha_channel(client, output_form
         assert Image.open(io.BytesIO(base64.b64decode(event.b64_json))).mode == "RGBA"
 
 
-def test_a_prompt_longer_than_the_encoder_reads_is_cut_visibly(client):
-    long_prompt = "a lighthouse on a cliff at dusk with crashing waves " * 4  # > 77 tokens
-    response = client.images.generate(prompt=long_prompt, size="64x64")
-    used = response.data[0].revised_prompt
-    assert used is not None and 0 < len(used) < len(long_prompt)
-    assert long_prompt.startswith(used)  # the text itself, cut where the window ends
-    assert response.usage.input_tokens == 77  # CLIP's whole window: what the model read
+def test_a_prompt_longer_than_the_encoder_window_is_read_whole(client):
+    # The tiny model's tokenizer has one token per character, spaces aside.
+    sentence = "a lighthouse on a cliff at dusk with crashing waves and gulls "
+    long_prompt = (sentence * 17)[:1000]  # 1,000 characters: 12 of CLIP's 77-token windows
+    response = client.images.generate(prompt=long_prompt, size="64x64", extra_body={"seed": 1})
+    assert response.data[0].revised_prompt is None  # nothing was cut, nothing is reported
+    content = len(long_prompt.replace(" ", ""))
+    windows = -(-content // 75)
+    assert response.usage.input_tokens == content + 2 * windows  # every window's own tokens
+    # The end of the prompt counts: cutting it changes the image.
+    cut = client.images.generate(prompt=long_prompt[:500], size="64x64", extra_body={"seed": 1})
+    assert cut.data[0].b64_json != response.data[0].b64_json
+    # Past 16 windows (1,200 tokens) a prompt is cut, visibly.
+    longest = client.images.generate(prompt=sentence * 40, size="64x64")
+    used = longest.data[0].revised_prompt
+    assert used is not None and (sentence * 40).startswith(used) and len(used) < len(sentence * 40)
+    assert longest.usage.input_tokens == 16 * 77
     short = client.images.generate(prompt="a lighthouse", size="64x64")
     assert short.data[0].revised_prompt is None
     assert short.usage.input_tokens == len("alighthouse") + 2

@@ -169,3 +169,26 @@ def test_family_image_to_image_keeps_the_requested_or_a_legal_auto_size(family_c
         extra_body={"seed": 1, "num_inference_steps": 1},
     )  # fmt: skip
     assert decoded(wide.data[0].b64_json).size == (side * 2, side)
+
+
+@pytest.mark.parametrize("guidance", [0.0, 3.0])
+def test_clip_families_read_a_long_prompt_whole_in_windows(family_client, guidance: float):
+    """SDXL joins the windows of both text encoders and pools the first; with guidance the
+    negative side is read in as many windows (zeros for SDXL's empty negative prompt)."""
+    prompt = "a lighthouse on a cliff at dusk with crashing waves " * 20  # over 77 tokens
+    extras = {"seed": 2, "num_inference_steps": 1, "guidance_scale": guidance}
+    for negative in (None, "fog, blur " * 20):
+        body = extras | ({"negative_prompt": negative} if negative else {})
+        whole = family_client.images.generate(
+            model="sdxl",
+            prompt=prompt,
+            size="512x512",
+            extra_body=body,  # type: ignore[arg-type]
+        )
+        assert whole.data[0].revised_prompt is None
+        assert whole.usage is not None and whole.usage.input_tokens > 77
+        half = family_client.images.generate(
+            model="sdxl", prompt=prompt[: len(prompt) // 2], size="512x512",  # type: ignore[arg-type]
+            extra_body=body,
+        )  # fmt: skip
+        assert half.data[0].b64_json != whole.data[0].b64_json  # the end of the prompt counts

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from pixelsmith.engine.jobs import GenerationJob, JobCancelled, JobKind
+from pixelsmith.engine.long_prompts import windowed_arguments
 from pixelsmith.engine.previews import latents_to_images, preview_steps
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ class Call:
     steps: int
     guidance_scale: float
     strength: float = 1.0
+    windows: int = 1  # CLIP windows the prompts are read in (long_prompts.py)
+    sequence_length: int | None = None  # T5's max_sequence_length, when longer than default
 
 
 def call_arguments(
@@ -60,6 +63,17 @@ def call_arguments(
         arguments["width"], arguments["height"] = call.width, call.height
     if images[0].negative_prompt:
         arguments["negative_prompt"] = [image.negative_prompt for image in images]
+    if call.windows > 1:  # read in windows: embeddings in place of the texts
+        negatives = [image.negative_prompt for image in images]
+        guided = call.guidance_scale > 1
+        del arguments["prompt"]
+        arguments.pop("negative_prompt", None)
+        embeddings = windowed_arguments(
+            pipeline, [image.prompt for image in images], negatives, call.windows, guided=guided
+        )
+        arguments.update(embeddings)
+    if call.sequence_length is not None:
+        arguments["max_sequence_length"] = call.sequence_length
     if images[0].latents is not None:
         arguments["latents"] = torch.stack([image.latents for image in images])
     # Kontext-style pipelines otherwise rescale to about one megapixel; the server has

@@ -32,7 +32,7 @@ from pixelsmith.engine.jobs import (
     ModelCapabilities,
     UnsupportedJobError,
 )
-from pixelsmith.engine.prompts import PromptFitter
+from pixelsmith.engine.prompts import FittedPrompt, PromptFitter
 from pixelsmith.engine.registry import ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -156,17 +156,26 @@ class LoadedPipeline:
             for job, prompt in zip(jobs, prompts, strict=True)
             for seed in job.seeds
         ]
-        counts = [job.num_images for job in jobs]
         animations: list[list[list[Any]]] | None = None
+        shape = prompts[0].shape
         if first.frames:
-            animations = [self._animate(job, images) for job, images in _by_job(jobs, images)]
+            animations = [
+                self._animate(job, images, prompt)
+                for (job, images), prompt in zip(_by_job(jobs, images), prompts, strict=True)
+            ]
             per_job = [[frames[0] for frames in animation] for animation in animations]
         elif first.kind != "text-to-image" and self.edits_by_instruction:
-            per_job = [self._instruction_edit(first, images)]
-        elif first.drafting is not None:
-            per_job = split(self._drafted(jobs, images), counts)
+            per_job = [self._instruction_edit(first, images, prompts[0])]
+        elif any(prompt.shape != shape for prompt in prompts):
+            # Prompts read in different windows cannot share a call: one call per job.
+            per_job = [self.run_batch([job])[0].images for job in jobs]
         else:
-            per_job = split(self._render(jobs, _call_of(first), images, previews=True), counts)
+            call = replace(_call_of(first), windows=shape[0], sequence_length=shape[1])
+            counts = [job.num_images for job in jobs]
+            if first.drafting is not None:
+                per_job = split(self._drafted(jobs, call, images), counts)
+            else:
+                per_job = split(self._render(jobs, call, images, previews=True), counts)
         seconds = time.perf_counter() - started
         outputs = []
         for index, (job, job_images, prompt) in enumerate(zip(jobs, per_job, prompts, strict=True)):
@@ -220,7 +229,9 @@ class LoadedPipeline:
             raise RuntimeError(f"pipeline returned {len(made)} images for {len(images)}")
         return made
 
-    def _drafted(self, jobs: list[GenerationJob], images: list[ImageCall]) -> list[Any]:
+    def _drafted(
+        self, jobs: list[GenerationJob], final: Call, images: list[ImageCall]
+    ) -> list[Any]:
         """Drafts first, the best of each image's candidates kept, then (text-to-image, on a
         model that can run image-to-image) the kept drafts rendered again at full size."""
         first = jobs[0]
@@ -231,7 +242,6 @@ class LoadedPipeline:
             and first.kind == "text-to-image"
             and "image-to-image" in self.capabilities.kinds
         )
-        final = _call_of(first)
         drafts = replace(final, width=drafting.width, height=drafting.height, steps=drafting.steps)
         candidates = [
             replace(image, seed=candidate_seed(image.seed, index))
@@ -254,14 +264,21 @@ class LoadedPipeline:
         second = replace(final, kind="image-to-image", strength=drafting.refine_strength)
         return self._render(jobs, second, refinements, previews=True)
 
-    def _instruction_edit(self, job: GenerationJob, images: list[ImageCall]) -> list[Any]:
+    def _instruction_edit(
+        self, job: GenerationJob, images: list[ImageCall], prompt: FittedPrompt
+    ) -> list[Any]:
         """Instruction-editing pipelines take the input as a reference; they may answer at
         their own size."""
-        made = self._render([job], _call_of(job), images, previews=True, pipeline=self.pipeline)
+        call = replace(
+            _call_of(job), windows=prompt.windows, sequence_length=prompt.sequence_length
+        )
+        made = self._render([job], call, images, previews=True, pipeline=self.pipeline)
         size = (job.width, job.height)
         return [image if image.size == size else image.resize(size) for image in made]
 
-    def _animate(self, job: GenerationJob, images: list[ImageCall]) -> list[list[Any]]:
+    def _animate(
+        self, job: GenerationJob, images: list[ImageCall], prompt: FittedPrompt
+    ) -> list[list[Any]]:
         """Each image's frames in one call, each from a point of its seed's noise walk."""
         if job.kind != "text-to-image" or "latents" not in self.call_parameters:
             raise UnsupportedJobError("output_format")
@@ -271,7 +288,10 @@ class LoadedPipeline:
         for image in images:
             walk = noise_walk(image.seed, job.frames, shape).to(device=device, dtype=self.dtype)
             frames = [replace(image, latents=latents) for latents in walk]
-            animations.append(self._render([job], _call_of(job), frames, previews=False))
+            call = replace(
+                _call_of(job), windows=prompt.windows, sequence_length=prompt.sequence_length
+            )
+            animations.append(self._render([job], call, frames, previews=False))
         return animations
 
 
