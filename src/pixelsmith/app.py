@@ -16,6 +16,7 @@ from pixelsmith.api.auth import APIKeyChecker, APIKeyMiddleware
 from pixelsmith.api.error_handlers import install_error_handlers
 from pixelsmith.api.limits import KeyLimiter, KeyLimitMiddleware
 from pixelsmith.api.middleware import RequestContextMiddleware
+from pixelsmith.api.openapi import install_openapi
 from pixelsmith.api.routes import images, models, moderations, playground
 from pixelsmith.api.transport.fetch import ImageFetcher
 from pixelsmith.builders import build_engine, build_store
@@ -104,6 +105,7 @@ def create_app(
     app.state.model_catalog = ModelCatalog(app.state.engine.registry, created=int(time.time()))
 
     install_error_handlers(app)
+    install_openapi(app)
     # Added last = outermost: every response, the 401s included, gets its x-request-id; keys
     # are checked before per-key limits count anything.
     app.add_middleware(

@@ -9,6 +9,7 @@ from fastapi.responses import FileResponse
 from starlette.responses import Response
 
 from pixelsmith.api.limits import take_limit_slot
+from pixelsmith.api.openapi import edit_body, error_responses, streamed, variation_body
 from pixelsmith.api.protocol import CreateImageRequest, ImagesResponse
 from pixelsmith.api.transport.bodies import read_edit, read_variation
 from pixelsmith.api.transport.streaming import answer
@@ -35,14 +36,27 @@ def _context(request: Request) -> RequestContext:
     return RequestContext(request_id=request.state.request_id, base_url=base_url)
 
 
-@router.post("/v1/images/generations", name="create_image", response_model=ImagesResponse)
+@router.post(
+    "/v1/images/generations",
+    name="create_image",
+    response_model=ImagesResponse,
+    responses=streamed("The images, or with stream=true their events")
+    | error_responses(400, 401, 404, 429, 500, 503),
+)
 async def create_image(body: CreateImageRequest, request: Request) -> Response:
     """Create images from a prompt (OpenAI `images.generate`); streamed when stream=true."""
     take_limit_slot(request.scope, body.end_user)
     return await answer(request, _service(request).generate(body, _context(request)))
 
 
-@router.post("/v1/images/edits", name="create_image_edit", response_model=ImagesResponse)
+@router.post(
+    "/v1/images/edits",
+    name="create_image_edit",
+    response_model=ImagesResponse,
+    responses=streamed("The edited images, or with stream=true their events")
+    | error_responses(400, 401, 404, 413, 429, 500, 503),
+    openapi_extra=edit_body(),
+)
 async def create_image_edit(request: Request) -> Response:
     """Edit an image from a prompt (OpenAI `images.edit`), multipart or JSON."""
     edit, inputs = await read_edit(request, request.app.state.image_fetcher)
@@ -50,7 +64,13 @@ async def create_image_edit(request: Request) -> Response:
     return await answer(request, _service(request).edit(edit, inputs, _context(request)))
 
 
-@router.post("/v1/images/variations", name="create_image_variation", response_model=ImagesResponse)
+@router.post(
+    "/v1/images/variations",
+    name="create_image_variation",
+    response_model=ImagesResponse,
+    responses=error_responses(400, 401, 404, 413, 429, 500, 503),
+    openapi_extra=variation_body(),
+)
 async def create_image_variation(request: Request) -> Response:
     """Variations of one image (OpenAI `images.create_variation`), multipart."""
     variation, image = await read_variation(request)
