@@ -51,3 +51,51 @@ def test_the_npm_client_streams_generations_and_edits(server, tmp_path: Path):
     assert final.size == (128, 128)
 
     assert summary["error"] == {"status": 400, "param": "size", "code": "invalid_value"}
+
+
+def test_the_npm_client_speaks_todays_api(server, tmp_path: Path):
+    import xml.etree.ElementTree as ElementTree
+
+    node = shutil.which("node")
+    assert node is not None, "Node.js is needed for this test (make test installs the client)"
+    paths = {}
+    for name, image in {
+        "image": Image.new("RGB", (64, 64), (40, 90, 160)),
+        "second": Image.new("RGB", (64, 64), (230, 20, 20)),
+        "markup": Image.new("RGBA", (64, 64), (0, 0, 0, 0)),
+    }.items():
+        if name == "markup":
+            image.paste((255, 0, 0, 255), (8, 8, 56, 24))
+        paths[name] = tmp_path / f"{name}.png"
+        image.save(paths[name])
+    result = subprocess.run(
+        [node, str(NODE_DIR / "today.mjs"), f"{server.base_url}/v1",
+         str(paths["image"]), str(paths["second"]), str(paths["markup"])],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+
+    def decoded(part: str) -> bytes:
+        return base64.b64decode(summary[part]["b64_json"])
+
+    assert {"gpt-image-2.5-flare", "gpt-image-2.6-sunburst", "chatgpt-image-latest"} <= set(
+        summary["models"]
+    )
+    sized = summary["sized"]
+    assert (sized["size"], sized["quality"], sized["safety_identifier"]) == (
+        "336x208",
+        "xhigh",
+        "user-7",
+    )
+    assert Image.open(io.BytesIO(decoded("sized"))).size == (336, 208)
+    with Image.open(io.BytesIO(decoded("gif"))) as gif:
+        assert gif.format == "GIF" and gif.n_frames == 3 and gif.info["duration"] == 150
+    svg = ElementTree.fromstring(decoded("svg"))
+    assert svg.tag.endswith("svg") and list(svg.iter("{http://www.w3.org/2000/svg}path"))
+    assert summary["svg"]["output_format"] == "svg"
+    for part in ("twoImages", "markedUp"):
+        assert Image.open(io.BytesIO(decoded(part))).size == (64, 64)
+    assert summary["error"] == {"status": 400, "param": "quality", "code": "invalid_value"}

@@ -60,8 +60,9 @@ async function loadModels() {
   select.replaceChildren(
     ...body.data.map((model) => new Option(model.id, model.id)),
   );
-  if ([...select.options].some((option) => option.value === "gpt-image-1")) {
-    select.value = "gpt-image-1";
+  // Today's name, which takes every quality tier the page offers.
+  if ([...select.options].some((option) => option.value === "gpt-image-2.5-flare")) {
+    select.value = "gpt-image-2.5-flare";
   }
 }
 
