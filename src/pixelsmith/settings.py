@@ -3,7 +3,8 @@
 Sources, highest precedence first: CLI flags (passed as keyword arguments), environment
 variables prefixed ``PIXELSMITH_``, a TOML config file (``--config`` or
 ``PIXELSMITH_CONFIG_FILE``), then the defaults below. This is the only module that reads
-``os.environ``.
+``os.environ``. It is long because it is a table: every setting and model field is declared here
+with its description, which the CLI flags and docs/configuration.md are checked against.
 """
 
 from __future__ import annotations
