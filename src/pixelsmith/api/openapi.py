@@ -47,14 +47,24 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-def streamed(description: str) -> dict[int | str, dict[str, Any]]:
-    """The 200 of a route that answers JSON, or server-sent events with stream=true."""
+def streamed(description: str, prefix: str) -> dict[int | str, dict[str, Any]]:
+    """The 200 of a route that answers JSON, or server-sent events with stream=true: each event
+    named after its JSON `type` (`error` for an error envelope), its JSON on one `data:` line."""
+    names = [f"{prefix}.partial_image", f"{prefix}.completed", "error"]
+    event = {
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"type": "string", "enum": names},
+            "data": {"type": "string", "contentMediaType": "application/json"},
+        },
+    }
     return {
         200: {
             "description": description,
             "content": {
                 "text/event-stream": {
-                    "schema": {"type": "string"},
+                    "schema": event,
                     "description": "With stream=true: partial_image and completed events.",
                 }
             },

@@ -40,7 +40,7 @@ def _context(request: Request) -> RequestContext:
     "/v1/images/generations",
     name="create_image",
     response_model=ImagesResponse,
-    responses=streamed("The images, or with stream=true their events")
+    responses=streamed("The images, or with stream=true their events", "image_generation")
     | error_responses(400, 401, 404, 429, 500, 503),
 )
 async def create_image(body: CreateImageRequest, request: Request) -> Response:
@@ -53,7 +53,7 @@ async def create_image(body: CreateImageRequest, request: Request) -> Response:
     "/v1/images/edits",
     name="create_image_edit",
     response_model=ImagesResponse,
-    responses=streamed("The edited images, or with stream=true their events")
+    responses=streamed("The edited images, or with stream=true their events", "image_edit")
     | error_responses(400, 401, 404, 413, 429, 500, 503),
     openapi_extra=edit_body(),
 )
