@@ -466,3 +466,29 @@ def test_markup_is_drawn_over_the_first_image_and_redrawn(client):
                    | arguments)
             )  # fmt: skip
         assert error.value.param == "markup" and error.value.code == code, error.value.message
+
+
+def test_image_prompts_leave_the_model_as_it_was(cache_dir: Path, tmp_path: Path):
+    """After an edit with several images the UNet runs as before: attention slicing kept, and
+    a plain request gives the same pixels as before it."""
+    settings = make_settings(
+        cache_dir, tmp_path, models=[ModelConfig(source="tiny", attention_slicing=True)]
+    )
+    app = create_app(settings)
+    with (
+        RunningServer(app) as running,
+        openai.OpenAI(base_url=f"{running.base_url}/v1", api_key="x", max_retries=0) as client,
+    ):
+        engine = app.state.engine
+        unet = engine.pipeline(engine.registry.default).pipeline.unet
+
+        def processors() -> set[str]:
+            return {type(processor).__name__ for processor in unet.attn_processors.values()}
+
+        assert processors() == {"SlicedAttnProcessor"}
+        plain = client.images.generate(prompt="a cat", size="64x64", extra_body={"seed": 1})
+        image = png_bytes(gradient(64, 64))
+        client.images.edit(image=[image, image], prompt="x", model="gpt-image-2.5-flare")
+        assert processors() == {"SlicedAttnProcessor"}
+        again = client.images.generate(prompt="a cat", size="64x64", extra_body={"seed": 1})
+        assert again.data[0].b64_json == plain.data[0].b64_json

@@ -62,6 +62,16 @@ def test_gif_is_a_smooth_seeded_loop_with_the_frames_and_delays_asked_for(client
         frame_count=5, frame_duration_ms=124, extra_body={"seed": 11},
     )  # fmt: skip
     assert again.data[0].b64_json == response.data[0].b64_json  # the seed is the animation
+    # The default compression is no custom compression; delays round up to at least 10 ms.
+    quick, durations = frames_of(
+        decoded_bytes(
+            client.images.generate(
+                prompt="x", size="64x64", output_format="gif", frame_count=2,
+                frame_duration_ms=3, output_compression=100,
+            ).data[0].b64_json
+        )
+    )  # fmt: skip
+    assert len(quick) == 2 and durations == [10, 10]
     default, durations = frames_of(
         decoded_bytes(
             client.images.generate(prompt="x", size="64x64", output_format="gif").data[0].b64_json
@@ -181,8 +191,19 @@ def test_complexity_drafts_candidates_and_renders_the_best(recorded):
         work[complexity] = list(calls)
     assert work["low"] == [(2, 128, 128, False)]  # straight to the final render
     # Candidates at a quarter of the pixels, then the best of each image refined in full.
-    assert work["medium"] == [(4, 64, 64, False), (2, 128, 128, True)]
-    assert work["high"] == [(8, 64, 64, False), (2, 128, 128, True)]
+    assert work["medium"] == [(4, 64, 64, False), (2, 128, 128, True)]  # 4 drafts: one call
+    assert work["high"] == [(4, 64, 64, False), (4, 64, 64, False), (2, 128, 128, True)]
+
+
+def test_drafts_and_frames_are_split_into_calls_of_a_batch_at_most(recorded):
+    client, calls = recorded  # max_batch_size 4, the default
+    calls.clear()
+    client.images.generate(model="gpt-image-2.5-flare", prompt="a cat", size="128x128", n=3,
+                           complexity="high")  # fmt: skip
+    assert [images for images, *_ in calls] == [4, 4, 4, 3]  # 12 drafts, then the 3 images
+    calls.clear()
+    client.images.generate(prompt="a cat", size="64x64", output_format="gif", frame_count=6)
+    assert [images for images, *_ in calls] == [4, 2]
 
 
 def test_max_quality_refines_its_image_in_a_second_pass(recorded):

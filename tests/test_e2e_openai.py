@@ -436,3 +436,18 @@ def test_a_prompt_longer_than_the_encoder_window_is_read_whole(client):
     short = client.images.generate(prompt="a lighthouse", size="64x64")
     assert short.data[0].revised_prompt is None
     assert short.usage.input_tokens == len("alighthouse") + 2
+
+
+def test_a_long_negative_prompt_is_read_whole_too(client):
+    shared = "blurry, washed out, low contrast, " * 12  # far past one window
+    extras = {"seed": 3, "guidance_scale": 4.0}
+
+    def image(negative: str) -> str | None:
+        body = extras | {"negative_prompt": negative}
+        return (
+            client.images.generate(prompt="a cat", size="64x64", extra_body=body).data[0].b64_json
+        )
+
+    # Negative prompts alike in their first windows and different at the end give different
+    # images: the end was read.
+    assert image(shared + "grey") != image(shared + "neon green, overexposed, noisy")

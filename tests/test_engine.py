@@ -105,6 +105,16 @@ def test_registry_maps_openai_names_and_own_ids():
     assert named.resolve("dall-e-2").id == "tiny"
     spec = registry.resolve("tiny")
     assert spec.default_size in spec.sizes and spec.steps.low == 1
+    # A listed snapshot goes with the model that claims the name it is a snapshot of.
+    from pixelsmith.service.names import SNAPSHOT_BASES
+
+    flare = ModelRegistry(
+        [ModelConfig(source="tiny"), ModelConfig(source="tiny", id="big", aliases=["gpt-image-2"])],
+        default_aliases=OPENAI_MODEL_NAMES,
+        alias_bases=SNAPSHOT_BASES,
+    )
+    assert flare.resolve("gpt-image-2-2026-04-21").id == "big"
+    assert flare.resolve("gpt-image-2.5-flare-2026-09-08").id == "tiny"
 
 
 def test_same_seed_same_pixels_and_batching_does_not_change_an_image(tiny_engine: Engine):

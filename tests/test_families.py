@@ -192,3 +192,21 @@ def test_clip_families_read_a_long_prompt_whole_in_windows(family_client, guidan
             extra_body=body,
         )  # fmt: skip
         assert half.data[0].b64_json != whole.data[0].b64_json  # the end of the prompt counts
+
+
+def test_prompt_text_cut_by_a_clip_encoder_stays_out_of_the_log(family_client):
+    import logging
+
+    # FLUX reads the prompt through T5; diffusers logs what its CLIP encoder cuts off.
+    records: list[logging.LogRecord] = []
+    recorder = logging.Handler()
+    recorder.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("diffusers").addHandler(recorder)
+    try:
+        family_client.images.generate(
+            model="flux-schnell", prompt="a lighthouse " * 10 + "zanzibar-marker " * 20,
+            size="256x256", extra_body={"num_inference_steps": 1},  # type: ignore[arg-type]
+        )  # fmt: skip
+    finally:
+        logging.getLogger("diffusers").removeHandler(recorder)
+    assert not [record for record in records if "zanzibar" in record.getMessage()]

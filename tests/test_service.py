@@ -51,10 +51,16 @@ class FakeBackend:
     "run" by painting each image one flat colour from its seed. Previews are sent from
     another thread, as the worker sends them."""
 
-    def __init__(self, capabilities: ModelCapabilities | None = EVERYTHING) -> None:
+    def __init__(
+        self,
+        capabilities: ModelCapabilities | None = EVERYTHING,
+        config: ModelConfig | None = None,
+        echo: bool = False,
+    ) -> None:
         self.registry = ModelRegistry(
-            [ModelConfig(source="tiny")], default_aliases=OPENAI_MODEL_NAMES
+            [config or ModelConfig(source="tiny")], default_aliases=OPENAI_MODEL_NAMES
         )
+        self.echo = echo  # answer each job with its own input image, as a no-op model would
         self.known = capabilities
         self.jobs: list[GenerationJob] = []
         self.outputs: list[asyncio.Future[GenerationOutput]] = []
@@ -87,7 +93,10 @@ class FakeBackend:
         if self.failure is not None:
             future.set_exception(self.failure)
             return
-        images = [Image.new("RGB", size, colour(seed)) for seed in job.seeds]
+        images = [
+            job.init_image.copy() if self.echo else Image.new("RGB", size, colour(seed))
+            for seed in job.seeds
+        ]
         future.set_result(
             GenerationOutput(images=images, seeds=job.seeds, prompt_tokens=len(job.prompt) + 2)
         )
@@ -278,3 +287,17 @@ def test_a_markup_is_drawn_over_the_first_image_before_it_is_redrawn(tmp_path: P
     assert job.kind == "image-to-image" and job.strength == 0.6  # kept closer than a plain edit
     assert job.init_image.getpixel((30, 15)) == (255, 0, 0)  # the stroke, drawn in
     assert job.init_image.getpixel((30, 40)) == (128, 128, 128)  # the image beside it
+
+
+def test_an_edit_made_off_its_models_grid_comes_back_exactly_at_its_own_area(tmp_path: Path):
+    # A 64-pixel grid: 336x208 is made at 384x256 and cut back.
+    backend = FakeBackend(config=ModelConfig(source="tiny", size_multiple=64), echo=True)
+    service = make_service(tmp_path, backend)
+    source = Image.linear_gradient("L").resize((336, 208)).convert("RGB")
+    edit = CreateImageEditRequest(prompt="x", model="gpt-image-2", size="336x208")
+    response = run(service.edit(edit, InputImages([png(source)]), CONTEXT))
+    (job,) = backend.jobs
+    assert (job.width, job.height) == (384, 256)
+    answered = np.asarray(decoded(response.data[0].b64_json).convert("RGB"), np.int16)
+    # A model that changed nothing gives back the input itself: not zoomed, not shifted.
+    assert np.abs(answered - np.asarray(source, np.int16)).max() <= 1

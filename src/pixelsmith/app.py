@@ -70,6 +70,13 @@ def create_app(
         )
         app.state.moderator = the_moderator
         await the_engine.start()
+        limited = settings.rate_limit_per_minute or settings.max_concurrent_per_key
+        if limited and not app.state.api_keys.enabled:
+            logger.warning(
+                "Per-key limits without API keys count each end user (safety_identifier or "
+                "user), else each address: a client that invents identifiers is not held by "
+                "them. Configure API keys for limits that hold."
+            )
         if not app.state.api_keys.enabled and not settings.host_is_loopback:
             logger.warning(
                 "No API keys are configured and the server listens on %s: anyone who can reach "

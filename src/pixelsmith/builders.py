@@ -4,7 +4,7 @@ settings reach the engine (as an EngineConfig) and the image store."""
 from __future__ import annotations
 
 from pixelsmith.engine import Engine, EngineConfig, SpeedOptions
-from pixelsmith.service.names import OPENAI_MODEL_NAMES
+from pixelsmith.service.names import OPENAI_MODEL_NAMES, SNAPSHOT_BASES
 from pixelsmith.settings import Settings
 from pixelsmith.storage import LocalImageStore
 
@@ -14,6 +14,7 @@ def engine_config(settings: Settings, *, lazy_load: bool | None = None) -> Engin
     return EngineConfig(
         models=tuple(settings.model_configs()),
         default_aliases=OPENAI_MODEL_NAMES,
+        alias_bases=SNAPSHOT_BASES,
         device=settings.device,
         dtype=settings.dtype,
         cache_dir=settings.cache_dir,

@@ -75,9 +75,9 @@ class ImageRequestFields(BaseModel):
     )
     frame_duration_ms: StrictInt | None = Field(
         default=None,
-        ge=10,
-        description="Delay per GIF frame in milliseconds, rounded to 10 ms, at most 655350. "
-        "Default 200.",
+        ge=0,
+        description="Delay per GIF frame in milliseconds, rounded to the nearest 10 ms (at "
+        "least 10), at most 655350. Default 200.",
     )
     model: StrictStr | None = Field(
         default=None,

@@ -4,7 +4,7 @@ can build one directly."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -37,5 +37,7 @@ class EngineConfig:
     max_batch_size: int
     batch_timeout: float
     # Names the first model answers to unless another model claims them (the public OpenAI
-    # model names: the engine itself knows none).
+    # model names: the engine itself knows none), and the names some of them follow (a dated
+    # snapshot goes with the model that claims its base name).
     default_aliases: tuple[str, ...] = ()
+    alias_bases: dict[str, str] = field(default_factory=dict)

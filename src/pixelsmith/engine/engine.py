@@ -39,6 +39,7 @@ class Engine:
         self.registry = ModelRegistry(
             config.models,
             default_aliases=config.default_aliases,
+            alias_bases=config.alias_bases,
             device=config.device,
             dtype=config.dtype,
         )
@@ -47,6 +48,7 @@ class Engine:
             offline=config.offline,
             show_progress=show_progress,
             speed=config.speed,
+            max_call_images=config.max_batch_size,
         )
         self._pipelines: dict[str, LoadedPipeline] = {}
         self._workers: dict[str, PipelineWorker] = {}

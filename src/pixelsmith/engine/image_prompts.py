@@ -7,8 +7,10 @@ UNet's cross-attention reads beside the prompt's.
 
 Once loaded, diffusers' IP-Adapter wants image prompts on every call (and, given none, takes
 the last prompt tokens for image tokens). So the adapter is switched on only for the calls
-that carry image prompts, by swapping the UNet's attention processors and image projection;
-every other call runs the model exactly as it was loaded.
+that carry image prompts, by swapping in its cross-attention processors and image projection
+and restoring exactly what was there after the call; every other call runs the model as it
+would without the adapter. (The adapter's cross-attention does not slice; with `compile`,
+each switch costs a recompile.)
 """
 
 from __future__ import annotations
@@ -39,24 +41,37 @@ class ImagePrompts:
     ) -> None:
         unet = pipeline.unet
         self._unet = unet
-        self._plain = dict(unet.attn_processors)
+        before = dict(unet.attn_processors)
+        projection = unet.encoder_hid_proj
+        hid_type = unet.config.encoder_hid_dim_type
         pipeline.load_ip_adapter(
             source, subfolder=subfolder, weight_name=weight_name, local_files_only=local_only
         )
         pipeline.set_ip_adapter_scale(scale)
-        self._with_images = dict(unet.attn_processors)
+        # Only the cross-attention layers read image tokens; the others stay as they are.
+        self._image_layers = {
+            name: processor
+            for name, processor in unet.attn_processors.items()
+            if not name.endswith("attn1.processor")
+        }
         self._projection = unet.encoder_hid_proj
-        self._switch(False)
-
-    def _switch(self, on: bool) -> None:
-        self._unet.set_attn_processor(dict(self._with_images if on else self._plain))
-        self._unet.encoder_hid_proj = self._projection if on else None
-        self._unet.config.encoder_hid_dim_type = "ip_image_proj" if on else None
+        unet.set_attn_processor(before)
+        unet.encoder_hid_proj = projection
+        unet.config.encoder_hid_dim_type = hid_type
 
     @contextlib.contextmanager
     def enabled(self) -> Iterator[None]:
-        self._switch(True)
+        """The adapter on for one call; afterwards the UNet is exactly as it was before (its
+        processors, attention slicing's among them, and its projection)."""
+        unet = self._unet
+        processors = dict(unet.attn_processors)
+        projection, hid_type = unet.encoder_hid_proj, unet.config.encoder_hid_dim_type
+        unet.set_attn_processor(processors | self._image_layers)
+        unet.encoder_hid_proj = self._projection
+        unet.config.encoder_hid_dim_type = "ip_image_proj"
         try:
             yield
         finally:
-            self._switch(False)
+            unet.set_attn_processor(processors)
+            unet.encoder_hid_proj = projection
+            unet.config.encoder_hid_dim_type = hid_type

@@ -36,6 +36,8 @@ class LoadOptions:
     offline: bool = False
     show_progress: bool = False  # download, loading and denoising progress bars (the CLI)
     speed: SpeedOptions = SpeedOptions()
+    # Most images in one diffusers call (max_batch_size): drafts and GIF frames are split.
+    max_call_images: int = 4
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,16 @@ class _Weights:
     from_cache_only: bool  # so that its tiny autoencoders come from the cache too
 
 
+def _keep_prompts_out_of_the_log() -> None:
+    """diffusers' pipelines log what a request did, a client's text among it (the part of a
+    prompt a CLIP encoder cut off: "The following part of your input was truncated ...").
+    Only their errors reach pixelsmith's log."""
+    logging.getLogger("diffusers.pipelines").setLevel(logging.ERROR)
+
+
 def load_pipeline(spec: ModelSpec, options: LoadOptions) -> LoadedPipeline:
     """Load `spec` with diffusers' own loader; raise ModelLoadError with advice on failure."""
+    _keep_prompts_out_of_the_log()
     started = time.perf_counter()
     device, dtype = _placement(spec)
     if is_architecture(spec.source):
@@ -169,6 +179,7 @@ def _finish_loading(spec: ModelSpec, weights: _Weights, options: LoadOptions) ->
         dtype=dtype,
         preview_decoder=preview_decoder or tiny_vae,
         image_prompts=image_prompts,
+        max_call_images=options.max_call_images,
     )
 
 

@@ -54,6 +54,8 @@ class LoadedPipeline:
     preview_decoder: Any = None
     # The IP-Adapter that turns an edit's further images into image prompts; None: none.
     image_prompts: ImagePrompts | None = None
+    # Most images in one diffusers call: calls of drafts and frames are split to fit.
+    max_call_images: int = 4
     warmup_seconds: float | None = None  # set when the engine warmed the model up
     call_parameters: frozenset[str] = field(init=False)
     capabilities: ModelCapabilities = field(init=False)
@@ -143,7 +145,9 @@ class LoadedPipeline:
         started = time.perf_counter()
         self._check(jobs)
         first = jobs[0]
-        prompts = [self.prompts.fit(job.prompt, job.prompt_suffix) for job in jobs]
+        prompts = [
+            self.prompts.fit(job.prompt, job.prompt_suffix, job.negative_prompt) for job in jobs
+        ]
         images = [
             ImageCall(
                 prompt.text + prompt.suffix,
@@ -217,6 +221,14 @@ class LoadedPipeline:
         """One diffusers call that makes `images`, watched for the jobs' cancellation and, with
         `previews`, sending their previews (the call then makes exactly the jobs' images). The
         pipeline is the one for the call's kind unless given."""
+        if not previews and len(images) > self.max_call_images:
+            # Drafts and frames, many more than a batch: in calls of at most a batch each.
+            size = self.max_call_images
+            parts = [images[start : start + size] for start in range(0, len(images), size)]
+            made: list[Any] = []
+            for part in parts:
+                made += self._render(jobs, call, part, previews=False, pipeline=pipeline)
+            return made
         pipeline = pipeline or self.pipeline_for(call.kind)
         parameters = call_parameters(type(pipeline))
         arguments = call_arguments(pipeline, parameters, call, images)

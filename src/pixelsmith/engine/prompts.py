@@ -65,22 +65,27 @@ class PromptFitter:
     def _count(self, text: str) -> int:
         return len(self._tokenizer(text, truncation=False, verbose=False)["input_ids"])
 
-    def fit(self, text: str, suffix: str = "") -> FittedPrompt:
+    def fit(self, text: str, suffix: str = "", negative: str | None = None) -> FittedPrompt:
+        """How the prompt (and the job's negative prompt, which is read in as many windows,
+        and past 16 of them cut) is read."""
         if self._tokenizer is None:  # a pipeline without a tokenizer: count words
             return FittedPrompt(text, suffix, len((text + suffix).split()))
         total = self._count(text + suffix)
-        if total <= self._window:
+        negative_total = self._count(negative) if negative else 0
+        if max(total, negative_total) <= self._window:
             return FittedPrompt(text, suffix, total)
         if self._windowed:
             special = self._count("")  # a window's start and end tokens
-            content = total - special
-            windows = min(windows_for(content), MAX_WINDOWS)
-            if windows_for(content) > MAX_WINDOWS:
+            needed = windows_for(total - special)
+            if needed > MAX_WINDOWS:
                 text, suffix, total = self._cut_to(
                     text, suffix, MAX_WINDOWS * WINDOW_TOKENS + special
                 )
-                content = total - special
-            return FittedPrompt(text, suffix, content + special * windows, windows=windows)
+            windows = min(max(needed, windows_for(negative_total - special)), MAX_WINDOWS)
+            return FittedPrompt(
+                text, suffix, total - special + special * windows_for(total - special),
+                windows=windows,
+            )  # fmt: skip
         if self._t5:
             longest = max(self._window, T5_MAX_TOKENS)
             if total > longest:

@@ -125,23 +125,29 @@ class ModelRegistry:
         configs: list[ModelConfig] | tuple[ModelConfig, ...],
         *,
         default_aliases: tuple[str, ...] = (),
+        alias_bases: dict[str, str] | None = None,
         device: str = "auto",
         dtype: str = "auto",
     ) -> None:
+        """`default_aliases` go to the first model, unless a model claims them or (per
+        `alias_bases`, a name -> the name it follows) the name they follow."""
         if not configs:
             raise ValueError("at least one model must be configured")
         # Names taken explicitly, by an id or an alias, are not handed to the default model.
         claimed = {
-            name for config in configs for name in (config.model_id, *(config.aliases or []))
+            name: index
+            for index, config in enumerate(configs)
+            for name in (config.model_id, *(config.aliases or []))
         }
-        self.specs: list[ModelSpec] = []
-        for index, config in enumerate(configs):
-            aliases = list(config.aliases or [])
-            if index == 0:
-                aliases += [name for name in default_aliases if name not in claimed]
-            self.specs.append(
-                ModelSpec.from_config(config, aliases=tuple(aliases), device=device, dtype=dtype)
-            )
+        given: list[list[str]] = [list(config.aliases or []) for config in configs]
+        for name in default_aliases:
+            if name not in claimed:
+                base = (alias_bases or {}).get(name)
+                given[claimed.get(base, 0) if base else 0].append(name)
+        self.specs: list[ModelSpec] = [
+            ModelSpec.from_config(config, aliases=tuple(aliases), device=device, dtype=dtype)
+            for config, aliases in zip(configs, given, strict=True)
+        ]
         self._by_name: dict[str, ModelSpec] = {}
         for spec in self.specs:
             for name in (spec.id, *spec.aliases):

@@ -116,8 +116,10 @@ def _check_animated_or_vector(
             param="output_format",
             code="unsupported_value",
         )
+    # "Custom" output_compression: 100, the default, is no compression to refuse.
+    custom = asked.output_compression not in (None, 100)
     excluded = [("stream", asked.stream), ("partial_images", asked.partial_images is not None),
-                ("output_compression", asked.output_compression is not None)]  # fmt: skip
+                ("output_compression", custom)]  # fmt: skip
     if output_format == "gif":
         excluded.append(("mask", source is not None and source.mask is not None))
     else:

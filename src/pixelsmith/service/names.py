@@ -135,8 +135,9 @@ _RULES_BY_NAME = {
 # Every OpenAI name the server answers to: the default model serves those no model claims.
 OPENAI_MODEL_NAMES = tuple(_RULES_BY_NAME)
 
-# A dated snapshot (`gpt-image-2-2026-04-21`) of a known name follows its base name.
-_SNAPSHOT = re.compile(r"^(?P<base>.+)-\d{4}-\d{2}-\d{2}$")
+# A dated snapshot (`gpt-image-2-2026-04-21`) of a known name follows its base name. ASCII
+# digits, matched whole: `\d` takes other scripts' digits, and `$` a trailing newline.
+_SNAPSHOT = re.compile(r"(?P<base>.+)-[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 # How each quality name maps onto the model's step tiers.
 QUALITY_TIERS: dict[str, QualityTier] = {
@@ -159,10 +160,16 @@ STYLE_SUFFIXES = {
 
 def snapshot_base(name: str) -> str | None:
     """The known name that `name` is a dated snapshot of, or None."""
-    match = _SNAPSHOT.match(name)
+    match = _SNAPSHOT.fullmatch(name)
     if match and match.group("base") in _RULES_BY_NAME:
         return match.group("base")
     return None
+
+
+# The listed snapshots and the names they follow: they go to the model that claims the base.
+SNAPSHOT_BASES = {
+    name: base for name in OPENAI_MODEL_NAMES if (base := snapshot_base(name)) is not None
+}
 
 
 def rules_for(model_name: str | None) -> NameRules:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 from PIL import Image, ImageChops
 
 from pixelsmith.api.protocol import CreateImageEditRequest
@@ -55,9 +56,9 @@ def too_many_images(
     target: Target, count: int, allowed: int, param: str = "image"
 ) -> InvalidRequestError:
     """The serving model reads fewer images: it is named, not the name the client used."""
-    why = (
-        " (configure an ip_adapter to take further images as image prompts)" if allowed == 1 else ""
-    )
+    # UNet families can read further images through an IP-Adapter; others cannot.
+    unet = target.spec.family in ("stable-diffusion", "stable-diffusion-xl")
+    why = " (configure an ip_adapter to read further images)" if allowed == 1 and unet else ""
     return InvalidRequestError(
         f"model {target.spec.id} takes {allowed} input image{'s' if allowed > 1 else ''}; "
         f"got {count}{why}.",
@@ -155,13 +156,16 @@ def with_source(
     def mask_at(where: tuple[int, int]) -> Image.Image | None:
         return mask.resize(where, Image.Resampling.NEAREST) if mask else None
 
-    job = replace(
-        job,
-        init_image=_resized(image.convert("RGB"), made_at),
-        mask=mask_at(made_at),
-        strength=source.strength,
-    )
     kept_mask = mask_at(dimensions)
+    if made_at[0] >= dimensions[0] and made_at[1] >= dimensions[1]:
+        # Made on a larger grid size and cut back to the centre: the input at the size asked
+        # for, in the centre of a canvas of the grid size, so that the cut gives back exactly
+        # its area (the margin repeats its edges and is never repainted).
+        init_image = _centred(_resized(image.convert("RGB"), dimensions), made_at)
+        job_mask = _centred(kept_mask, made_at, fill=0) if kept_mask else None
+    else:  # a grid size below the size asked for (the model's largest side): scaled both ways
+        init_image, job_mask = _resized(image.convert("RGB"), made_at), mask_at(made_at)
+    job = replace(job, init_image=init_image, mask=job_mask, strength=source.strength)
     if made_at != dimensions and kept_mask is not None:
         output = replace(output, kept=(_resized(image.convert("RGB"), dimensions), kept_mask))
     alpha = None
@@ -176,6 +180,21 @@ def with_source(
         else:
             alpha = _resized(alpha, dimensions)
     return job, replace(output, keep_alpha=alpha)
+
+
+def _centred(image: Image.Image, size: tuple[int, int], fill: int | None = None) -> Image.Image:
+    """`image` in the centre of a `size` canvas: its edge pixels repeated outwards, or `fill`."""
+    if image.size == size:
+        return image
+    left, top = (size[0] - image.width) // 2, (size[1] - image.height) // 2
+    if fill is not None:
+        canvas = Image.new(image.mode, size, fill)
+        canvas.paste(image, (left, top))
+        return canvas
+    pixels = np.asarray(image)
+    right, bottom = size[0] - image.width - left, size[1] - image.height - top
+    padding = ((top, bottom), (left, right)) + ((0, 0),) * (pixels.ndim - 2)
+    return Image.fromarray(np.pad(pixels, padding, mode="edge"))
 
 
 def _resized(image: Image.Image, size: tuple[int, int]) -> Image.Image:
