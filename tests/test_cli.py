@@ -201,7 +201,7 @@ def test_serve_prints_the_playground_and_api_docs_urls(cache_dir: Path):
         port = probe.getsockname()[1]
     env = os.environ | {"PIXELSMITH_CACHE_DIR": str(cache_dir)}
     command = [sys.executable, "-m", "pixelsmith", "serve", "--model", "tiny", "--port", str(port),
-               "--moderation-semantic", "off"]  # fmt: skip
+               "--moderation-prompt-classifier", "off"]  # fmt: skip
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as server:
         try:
             assert server.stdout is not None

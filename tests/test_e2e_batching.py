@@ -23,7 +23,7 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_images(
     cache_dir: Path, tmp_path: Path
 ):
     settings = make_settings(
-        cache_dir, tmp_path, max_batch_size=4, batch_timeout=1.0, moderation_semantic="off"
+        cache_dir, tmp_path, max_batch_size=4, batch_timeout=1.0, moderation_prompt_classifier="off"
     )
     engine = build_engine(settings)
     engine.load()

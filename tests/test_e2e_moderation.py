@@ -181,11 +181,13 @@ def test_open_servers_need_an_image_check(monkeypatch):
         raise ImportError("nudenet")
 
     monkeypatch.setattr(moderation, "_nudenet", missing)
-    local = moderation.build_moderator(Settings(moderation_semantic="off"))
+    local = moderation.build_moderator(Settings(moderation_prompt_classifier="off"))
     assert local.image_classifiers == []  # loopback: a warning, and the server starts
     with pytest.raises(ModelLoadError, match="moderation_image_classifier=none"):
-        moderation.build_moderator(Settings(host="0.0.0.0", moderation_semantic="off"))
+        moderation.build_moderator(Settings(host="0.0.0.0", moderation_prompt_classifier="off"))
     chosen = moderation.build_moderator(
-        Settings(host="0.0.0.0", moderation_semantic="off", moderation_image_classifier="none")
+        Settings(
+            host="0.0.0.0", moderation_prompt_classifier="off", moderation_image_classifier="none"
+        )
     )
     assert chosen.image_classifiers == []

@@ -137,7 +137,7 @@ def test_a_block_after_the_stream_started_is_an_error_event(cache_dir: Path, tmp
 
 
 def test_a_disconnect_stops_the_run_within_a_step(cache_dir: Path, tmp_path: Path):
-    settings = make_settings(cache_dir, tmp_path, moderation_semantic="off")
+    settings = make_settings(cache_dir, tmp_path, moderation_prompt_classifier="off")
     engine = build_engine(settings)
     engine.load()
     loaded = engine.pipeline(engine.registry.default)
@@ -185,7 +185,9 @@ def test_linear_previews_map_known_latents_to_known_colours():
 
 
 def test_a_full_queue_refuses_a_stream_with_429_before_it_starts(cache_dir: Path, tmp_path: Path):
-    settings = make_settings(cache_dir, tmp_path, max_queue_size=1, moderation_semantic="off")
+    settings = make_settings(
+        cache_dir, tmp_path, max_queue_size=1, moderation_prompt_classifier="off"
+    )
     with RunningServer(create_app(settings)) as running:
         url = f"{running.base_url}/v1/images/generations"
         slow = {"prompt": "x", "size": "256x256", "num_inference_steps": 150}

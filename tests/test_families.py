@@ -30,7 +30,9 @@ def family_client(
         ModelConfig(source=str(save_tiny_family(name, root / name)), id=name, preset=preset)
         for name, (preset, _) in FAMILIES.items()
     ]
-    settings = make_settings(cache_dir, root / "images", models=models, moderation_semantic="off")
+    settings = make_settings(
+        cache_dir, root / "images", models=models, moderation_prompt_classifier="off"
+    )
     with RunningServer(create_app(settings)) as server:
         with openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="x", max_retries=0) as client:
             yield client

@@ -33,7 +33,7 @@ def test_models_load_on_demand_and_the_budget_unloads_the_least_recently_used(
         models=[ModelConfig(source="tiny", id=name) for name in ("first", "second", "third")],
         lazy_load=True,
         memory_budget_gb=1.5 * tiny_bytes / 2**30,  # room for one model, not two
-        moderation_semantic="off",
+        moderation_prompt_classifier="off",
     )
     engine = build_engine(settings)
     loads: list[tuple[str, list[str]]] = []

@@ -174,7 +174,7 @@ def test_transformers_classifiers_plug_in_through_settings(tmp_path: Path):
     image_model = save_image_classifier(tmp_path / "nsfw", ["normal", "nsfw"], [0.02, 0.98])
     text_model = save_text_classifier(tmp_path / "text", ["OK", "H"], [0.1, 0.9])
     settings = Settings(
-        moderation_semantic="off",
+        moderation_prompt_classifier="off",
         moderation_image_classifier=str(image_model),
         moderation_text_classifier=str(text_model),
     )
@@ -184,22 +184,9 @@ def test_transformers_classifiers_plug_in_through_settings(tmp_path: Path):
     assert verdict.categories == ["sexual"]
 
 
-def test_semantic_layer_loads_offline_from_the_bundled_package():
-    moderator = build_moderator(Settings(moderation_image_classifier="none"))
-    assert any(c.name.startswith("semantic:") for c in moderator.text_classifiers)
-    semantic = next(c for c in moderator.text_classifiers if c.name.startswith("semantic:"))
-    harmful = semantic.cosines("a gruesome murder scene with a dismembered corpse")
-    benign = semantic.cosines("a bowl of fruit on a kitchen table")
-    assert harmful["violence/graphic"] > benign["violence/graphic"] + 0.2
-
-
 def test_missing_classifier_fails_startup(tmp_path: Path):
     with pytest.raises(ModelLoadError):
         build_moderator(Settings(moderation_image_classifier=str(tmp_path / "absent")))
-    with pytest.raises(ModelLoadError):
-        build_moderator(
-            Settings(moderation_semantic="on", moderation_semantic_model=tmp_path / "absent")
-        )
 
 
 def test_turning_moderation_off_is_loud(caplog):

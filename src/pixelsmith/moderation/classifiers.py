@@ -1,7 +1,7 @@
 """Model-based classifiers behind two small interfaces. Each returns category scores in [0, 1].
 
 Built-in: NudeNet for images (its wheel ships an ONNX detector; AGPL-3.0, optional extra),
-a sentence-embedding concept matcher for prompts (semantic.py), and any transformers text or
+the learned multilingual prompt check (learned.py), and any transformers text or
 image classification model from a local path (or a hub id where a hub is reachable).
 """
 

@@ -105,3 +105,66 @@ def read_obfuscated(path: Path) -> list[tuple[str, str, str]]:
             category, name, prompt = line.split("\t", 2)
             rows.append((category, name, prompt))
     return rows
+
+
+# --- Labelled sets: label, language, style, prompt per line (the blind evaluation set) -----
+
+
+@dataclass(frozen=True)
+class LabelledPrompt:
+    label: str  # a policy label (docs/moderation-policy.md) or "benign"
+    language: str
+    style: str
+    prompt: str
+
+    @property
+    def harmful(self) -> bool:
+        return self.label != "benign"
+
+
+def read_labelled(*paths: Path) -> list[LabelledPrompt]:
+    rows = []
+    for path in paths:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip() or line.startswith("#"):
+                continue
+            fields = line.split("\t")
+            if len(fields) != 4:
+                raise ValueError(f"{path.name}:{number}: expected 4 tab-separated fields")
+            rows.append(LabelledPrompt(*fields))
+    return rows
+
+
+@dataclass
+class LabelledRates:
+    """Per level, how many prompts of each group were blocked. A harmful prompt counts as
+    blocked when any category is flagged (the request is refused), a benign one likewise."""
+
+    rows: list[LabelledPrompt]
+    blocked: dict[ModerationLevel, list[bool]]  # one outcome per row
+
+    def rate(self, level: ModerationLevel, keep: Callable[[LabelledPrompt], bool]) -> float:
+        outcomes = [
+            hit for row, hit in zip(self.rows, self.blocked[level], strict=True) if keep(row)
+        ]
+        return sum(outcomes) / max(1, len(outcomes))
+
+    def count(self, keep: Callable[[LabelledPrompt], bool]) -> int:
+        return sum(1 for row in self.rows if keep(row))
+
+    def missed(self, level: ModerationLevel) -> list[LabelledPrompt]:
+        """Harmful prompts let through and benign ones blocked."""
+        return [
+            row
+            for row, hit in zip(self.rows, self.blocked[level], strict=True)
+            if hit != row.harmful
+        ]
+
+
+def labelled_rates(moderator: Moderator, rows: list[LabelledPrompt]) -> LabelledRates:
+    levels: tuple[ModerationLevel, ...] = ("auto", "low")
+    blocked = {
+        level: [moderator.check_prompt(row.prompt, level).blocked for row in rows]
+        for level in levels
+    }
+    return LabelledRates(rows, blocked)

@@ -8,7 +8,16 @@ from dataclasses import replace
 
 from PIL import Image
 
-from pixelsmith.moderation.base import SEXUAL_SIGNAL, ModerationLevel, Stage, Verdict
+from pixelsmith.moderation.base import (
+    DEPICTS_MINOR,
+    DEPICTS_REAL_PERSON,
+    SEXUAL_SIGNAL,
+    SIGNAL_THRESHOLD,
+    THRESHOLDS,
+    ModerationLevel,
+    Stage,
+    Verdict,
+)
 from pixelsmith.moderation.classifiers import ImageClassifier, TextClassifier
 from pixelsmith.moderation.rules import TermMatcher, default_matcher
 
@@ -16,10 +25,12 @@ logger = logging.getLogger("pixelsmith.moderation")
 
 
 class Moderator:
-    """Layers, cheapest first: term rules over normalised prompt views, then optional text
-    classifiers (semantic concepts, transformers models); images go through the image
-    classifiers. A minor in the prompt plus any sexual signal, in the prompt or in an image,
-    is sexual/minors at every level."""
+    """Layers, cheapest first: term rules over normalised prompt views, then text classifiers
+    (the learned prompt check, transformers models); images go through the image classifiers.
+
+    Two rules combine signals and block at every level: a minor in the prompt plus any sexual
+    signal, in the prompt or in an image, is sexual/minors; a real person in the prompt plus
+    a sexual signal in the prompt, or nudity in an image, is sexual/real-person."""
 
     enabled = True
 
@@ -63,8 +74,20 @@ class Moderator:
         verdict = replace(rules, scores=dict(rules.scores), evidence=list(rules.evidence))
         for classifier in self.text_classifiers:
             for category, score in classifier.scores(prompt).items():
-                verdict.raise_score(category, score, f"{classifier.name} {category}={score:.2f}")
-        self._apply_minors_rule(verdict, verdict.scores.get("sexual", 0.0), "prompt")
+                why = f"{classifier.name} {category}={score:.2f}"
+                if category in (DEPICTS_MINOR, DEPICTS_REAL_PERSON):
+                    if score >= SIGNAL_THRESHOLD:
+                        if category == DEPICTS_MINOR:
+                            verdict.mentions_minor = True
+                        else:
+                            verdict.depicts_real_person = True
+                        verdict.evidence.append(why)
+                    continue
+                verdict.raise_score(category, score, why)
+        sexual = verdict.scores.get("sexual", 0.0)
+        self._apply_minors_rule(verdict, sexual, "prompt")
+        if verdict.depicts_real_person and sexual >= SEXUAL_SIGNAL:
+            verdict.raise_score("sexual/real-person", 1.0, "real person + sexual signal in prompt")
         self._log(verdict)
         return verdict
 
@@ -79,12 +102,19 @@ class Moderator:
         output stage; the input images of edits and variations are the input stage."""
         verdict = Verdict(stage=stage, level=level)
         verdict.mentions_minor = bool(prompt and prompt.mentions_minor)
+        verdict.depicts_real_person = bool(prompt and prompt.depicts_real_person)
         for classifier in self.image_classifiers:
             for index, scores in enumerate(classifier.scores(list(images))):
                 for category, score in scores.items():
                     why = f"{classifier.name} image {index} {category}={score:.2f}"
                     verdict.raise_score(category, score, why)
-        self._apply_minors_rule(verdict, verdict.scores.get("sexual", 0.0), "image")
+        sexual = verdict.scores.get("sexual", 0.0)
+        self._apply_minors_rule(verdict, sexual, "image")
+        # Nudity, not a weak signal such as swimwear: a real person at the beach is no harm.
+        if verdict.depicts_real_person and sexual >= THRESHOLDS["auto"]:
+            verdict.raise_score(
+                "sexual/real-person", 1.0, "real person in prompt + nudity in image"
+            )
         self._log(verdict)
         return verdict
 

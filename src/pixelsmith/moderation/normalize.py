@@ -4,9 +4,12 @@ Views, each lower-cased ASCII-ish text with word boundaries kept:
   * folded: NFKC (full-width and mathematical letters), invisible and bidi characters removed,
     combining marks (zalgo, accents) removed, look-alike letters from other scripts folded to
     the Latin letter they imitate (Unicode's confusables data).
-  * transliterated: `unidecode` of the folded text (other scripts spelled in Latin letters).
+  * transliterated: `unidecode` of the cleaned text (other scripts spelled in Latin letters).
+  * cleaned: the text before folding, where that differs, for terms written in other scripts.
   * leet-decoded: digits and symbols read as letters (n00d -> nood, s3x -> sex), two ways for
     "1" (i and l).
+Folding and transliteration are for Latin-script prompts with foreign letters mixed in; in a
+prompt written mostly in another script, only the words that mix scripts are folded.
 In every view, runs of single characters split by spaces or punctuation are joined
 ("n u d e", "n.u.d.e" -> "nude"), and such runs are also searched without word boundaries
 (rules.py). Repeated letters ("nuuude") are collapsed on both the view and the term side.
@@ -32,6 +35,7 @@ _SPACED_LETTERS = re.compile(r"(?<![\w])(?:\w[\s.\-_*~·•,/\\|]+){2,}\w(?![\w]
 _SEPARATOR = re.compile(r"[\s.\-_*~·•,/\\|]+")
 _REPEATS = re.compile(r"(.)\1+")
 WINDOW_CHARACTERS = 24
+_DIGIT = re.compile(r"[^\W\D0-9]")  # a decimal digit other than 0-9
 _CAMEL_OR_TAG = re.compile(r"(?<=[a-z])(?=[A-Z])|[#_]")
 
 
@@ -55,13 +59,29 @@ def _homoglyph_map() -> dict[int, str]:
 
 
 def clean(text: str) -> str:
-    """NFKC, invisible and bidi characters and combining marks removed, case-folded."""
+    """NFKC, invisible and bidi characters and optional marks removed (accents, zalgo,
+    Arabic and Hebrew vowel signs), digits of every script made ASCII ("१२", "١٢" -> "12"),
+    case-folded. Marks that are part of the spelling (kana voicing, Indic vowel signs and
+    viramas) stay: "グロ" must not become "クロ"."""
     text = unicodedata.normalize("NFKC", text).translate(_SYMBOL_LETTERS)
+    if not text.isascii():
+        text = _DIGIT.sub(lambda match: str(unicodedata.digit(match.group(0))), text)
     # Cf: zero-width spaces and joiners, bidi controls, soft hyphens and other invisibles.
     text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
-    text = unicodedata.normalize("NFD", text)
-    text = "".join(ch for ch in text if unicodedata.category(ch) != "Mn")
-    return unicodedata.normalize("NFC", text).casefold()
+    return unicodedata.normalize("NFC", without_optional_marks(text)).casefold()
+
+
+# Combining marks that only decorate: diacritics (and the zalgo and strike-through stacks
+# built from them), Cyrillic titlo, Hebrew points, Arabic harakat.
+_OPTIONAL_MARKS = re.compile(
+    "[\u0300-\u036f\u0483-\u0489\u0591-\u05c7\u0610-\u061a\u064b-\u065f\u0670"
+    "\u06d6-\u06ed\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]"
+)
+
+
+def without_optional_marks(text: str) -> str:
+    """Decomposed `text` without its optional marks (see _OPTIONAL_MARKS)."""
+    return _OPTIONAL_MARKS.sub("", unicodedata.normalize("NFD", text))
 
 
 # Letters from symbol blocks that NFKC leaves alone: negative circled and squared letters
@@ -126,6 +146,31 @@ def _decode_leet(text: str, table: dict[str, str], digit_words: bool = False) ->
     )
 
 
+def decode_leet(text: str) -> str:
+    """Leetspeak read as letters in words that mix letters and digits ("n00d" -> "nood")."""
+    return _decode_leet(text, _LEET)
+
+
+def without_invisibles(text: str) -> str:
+    """NFKC, with invisible and bidi characters removed; case, accents and marks kept."""
+    text = unicodedata.normalize("NFKC", text).translate(_SYMBOL_LETTERS)
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+
+
+_WORD = re.compile(r"\w+")
+
+
+def _fold_mixed_word(match: re.Match[str]) -> str:
+    word = match.group(0)
+    mixed = any(ch.isascii() and ch.isalpha() for ch in word) and not word.isascii()
+    return word.translate(_homoglyph_map()) if mixed else word
+
+
+def _mostly_latin(text: str) -> bool:
+    letters = [ch for ch in text if ch.isalpha()]
+    return not letters or sum(ch.isascii() for ch in letters) >= 0.5 * len(letters)
+
+
 def views(text: str) -> list[str]:
     """Distinct normalised views of `text` to match terms against."""
     # camelCase and #hash_tags: "PipeBomb", "#pipe_bomb" -> "Pipe Bomb", " pipe bomb". A view of
@@ -138,10 +183,18 @@ def views(text: str) -> list[str]:
 
 def _views(text: str) -> list[str]:
     cleaned = clean(text)
-    folded = cleaned.translate(_homoglyph_map())
-    # Transliterate the unfolded text too: Cyrillic "порно" reads "porno", while folding by
-    # looks alone would give "popho".
-    candidates = [folded, unidecode(cleaned).lower()]
+    if _mostly_latin(cleaned):
+        # Look-alike letters from other scripts folded to Latin, and the rest transliterated:
+        # "пorno" reads "porno", where folding by looks alone would give "popno".
+        candidates = [cleaned.translate(_homoglyph_map()), unidecode(cleaned).lower()]
+    else:
+        # Text written in another script: only words that mix in Latin letters are folded.
+        # Folding or transliterating the rest makes English words by chance (Russian "горы",
+        # mountains, would read "gory").
+        candidates = [_WORD.sub(_fold_mixed_word, cleaned)]
+    if candidates[0] != cleaned:
+        # The unfolded text, for terms in other scripts ("голая", "裸体").
+        candidates.append(cleaned)
     candidates += [
         _decode_leet(view, table) for view in candidates[:2] for table in (_LEET, _LEET_L)
     ]

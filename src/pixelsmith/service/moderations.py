@@ -30,6 +30,7 @@ MAX_TOTAL_CHARACTERS = 64_000
 # A flagged subcategory flags its parent too, as OpenAI's results do.
 PARENTS = {
     "sexual/minors": "sexual",
+    "sexual/real-person": "sexual",  # pixelsmith's own: OpenAI counts it as sexual
     "violence/graphic": "violence",
     "hate/threatening": "hate",
     "harassment/threatening": "harassment",
@@ -79,7 +80,7 @@ def _result(verdict: Verdict, input_types: list[str]) -> ModerationResult:
     for child, parent in PARENTS.items():
         if child in flagged:
             flagged.add(parent)
-        scores[parent] = max(scores[parent], scores[child])
+        scores[parent] = max(scores[parent], float(verdict.scores.get(child, 0.0)))
     return ModerationResult(
         flagged=bool(flagged),
         categories={name: name in flagged for name in OPENAI_CATEGORIES},

