@@ -40,7 +40,9 @@ def main() -> None:
     cache = Path(tempfile.mkdtemp(prefix="pixelsmith-bench-"))
     if args.model == "tiny":
         ensure_tiny_model(cache)
-    settings = make_settings(cache, cache / "images", model=args.model, moderation_semantic="off")
+    settings = make_settings(
+        cache, cache / "images", model=args.model, moderation_prompt_classifier="off"
+    )
     request = {
         "model": "gpt-image-1",
         "prompt": "a lighthouse at dusk",

