@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,16 +65,21 @@ def free_port() -> int:
 
 
 class RunningServer:
-    """A real uvicorn server on 127.0.0.1 in a background thread."""
+    """A real server on 127.0.0.1 in a background thread, built as `pixelsmith serve` builds
+    it (api/server.py: the hardened protocol, draining); `server_settings` override the app's
+    settings for the server (timeouts, connection limits)."""
 
-    def __init__(self, app: object) -> None:
-        import uvicorn
+    def __init__(self, app: Any, **server_settings: Any) -> None:
+        from pixelsmith.api.server import build_server
 
         self.port = free_port()
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", ws="none", lifespan="on"
+        inner = app
+        while not hasattr(inner, "state"):  # a test's ASGI wrapper around the app
+            inner = inner.app
+        settings = inner.state.settings.model_copy(
+            update={"host": "127.0.0.1", "port": self.port, **server_settings}
         )
-        self.server = uvicorn.Server(config)
+        self.server = build_server(app, settings, log_level="warning", drain=inner.state.drain)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property

@@ -367,12 +367,11 @@ def test_edge_cases_of_size_alpha_and_json_names(client, server):
 
 
 def test_repeated_plain_image_parts_and_chunked_bodies(server, monkeypatch):
-    import pixelsmith.api.transport.bodies
+    from pixelsmith.api import body_limits
 
     # The real limits are 850 MB (multipart) and 357 MB (JSON); smaller ones keep the test
     # quick (same code path).
-    monkeypatch.setattr(pixelsmith.api.transport.bodies, "MAX_EDIT_BODY_BYTES", 5_000_000)
-    monkeypatch.setattr(pixelsmith.api.transport.bodies, "MAX_JSON_EDIT_BODY_BYTES", 5_000_000)
+    monkeypatch.setitem(body_limits.BODY_LIMITS, "/v1/images/edits", (5_000_000, 5_000_000))
     url = f"{server.base_url}/v1/images/edits"
     data = png_bytes(gradient(64, 64))
     # Repeated plain `image` parts are one list: 17 of them is one over OpenAI's 16.
@@ -391,7 +390,7 @@ def test_repeated_plain_image_parts_and_chunked_bodies(server, monkeypatch):
         url, content=chunks(), headers={"content-type": "application/json"}, timeout=60
     )
     assert too_big.status_code == 413
-    assert too_big.json()["error"]["code"] == "file_too_large"
+    assert too_big.json()["error"]["code"] == "request_too_large"
 
 
 def test_malformed_fetch_urls_are_400(cache_dir: Path, tmp_path: Path):

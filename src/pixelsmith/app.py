@@ -10,15 +10,20 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.responses import Response
 
-from pixelsmith import __version__
+from pixelsmith import __version__, metrics
+from pixelsmith.api.access_log import AccessLogMiddleware
 from pixelsmith.api.auth import APIKeyChecker, APIKeyMiddleware
+from pixelsmith.api.body_limits import BodyLimitMiddleware
+from pixelsmith.api.draining import DrainMiddleware, DrainState
 from pixelsmith.api.error_handlers import install_error_handlers
 from pixelsmith.api.limits import KeyLimiter, KeyLimitMiddleware
 from pixelsmith.api.middleware import RequestContextMiddleware
 from pixelsmith.api.openapi import install_openapi
 from pixelsmith.api.routes import images, models, moderations, playground
 from pixelsmith.api.transport.fetch import ImageFetcher
+from pixelsmith.api.transport.responses import JSONResponse
 from pixelsmith.builders import build_engine, build_store
 from pixelsmith.engine import Engine
 from pixelsmith.matting import build_matting
@@ -93,6 +98,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
             await the_engine.stop()
+            await asyncio.to_thread(app.state.image_store.close)
 
     app = FastAPI(
         title="pixelsmith",
@@ -110,6 +116,7 @@ def create_app(
         else None
     )
     app.state.model_catalog = ModelCatalog(app.state.engine.registry, created=int(time.time()))
+    app.state.drain = DrainState()
 
     install_error_handlers(app)
     install_openapi(app)
@@ -124,6 +131,9 @@ def create_app(
         by_key=app.state.api_keys.enabled,
     )
     app.add_middleware(APIKeyMiddleware, checker=app.state.api_keys)
+    app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(DrainMiddleware, state=app.state.drain)
+    app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(images.router)
     app.include_router(images.files_router)
@@ -132,8 +142,37 @@ def create_app(
     app.include_router(playground.router)
     app.mount("/playground/static", playground.static_files(), name="playground-static")
 
+    queue_depth = metrics.QueueCollector(lambda: app.state.engine.queue_depths())
+
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, Any]:
+        """Liveness: the process answers (also while it drains)."""
         return {"status": "ok", "models": [spec.id for spec in app.state.engine.registry.specs]}
+
+    @app.get("/ready", include_in_schema=False)
+    async def ready() -> JSONResponse:
+        """Readiness: started, models loaded, not draining, no model's queue full. 503 tells a
+        load balancer to send requests elsewhere for now."""
+        the_engine: Engine = app.state.engine
+        depths = the_engine.queue_depths()
+        full = [model for model, depth in depths.items() if depth >= the_engine.max_queue_size]
+        started = getattr(app.state, "image_service", None) is not None
+        problems = (
+            ([] if started else ["starting"])
+            + ([] if the_engine.loaded else ["models not loaded"])
+            + [f"queue full: {model}" for model in full]
+        )
+        body = {
+            "status": "ready" if not problems else "not ready",
+            "problems": problems,
+            "queue_depth": depths,
+            "max_queue_size": the_engine.max_queue_size,
+        }
+        return JSONResponse(body, status_code=503 if problems else 200)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        body, content_type = metrics.render([queue_depth])
+        return Response(body, media_type=content_type)
 
     return app

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pixelsmith.engine import Engine, EngineConfig, SpeedOptions
 from pixelsmith.service.names import OPENAI_MODEL_NAMES, SNAPSHOT_BASES
 from pixelsmith.settings import Settings
-from pixelsmith.storage import LocalImageStore
+from pixelsmith.storage import ImageStore, LocalImageStore
 
 
 def engine_config(settings: Settings, *, lazy_load: bool | None = None) -> EngineConfig:
@@ -36,10 +36,29 @@ def build_engine(
     return Engine(engine_config(settings, lazy_load=lazy_load), show_progress=show_progress)
 
 
-def build_store(settings: Settings) -> LocalImageStore:
+def build_store(settings: Settings) -> ImageStore:
+    """The image store the settings name. An S3 store is checked now (ValueError with the
+    reason when its bucket cannot be reached), so that a server never starts without one."""
+    if settings.storage.startswith("s3://"):
+        try:
+            from pixelsmith.storage.s3 import S3ImageStore, parse_s3_location
+
+            bucket, prefix = parse_s3_location(settings.storage)
+            store = S3ImageStore(bucket, prefix, ttl_seconds=settings.url_ttl_seconds)
+        except ImportError as exc:
+            raise ValueError(
+                f"storage={settings.storage} needs boto3 ({exc}): pip install 'pixelsmith[s3]'"
+            ) from exc
+        try:
+            store.check()
+        except ValueError:
+            store.close()
+            raise
+        return store
     key = settings.url_signing_key
     return LocalImageStore(
         settings.resolved_storage_dir(),
         ttl_seconds=settings.url_ttl_seconds,
         signing_key=key.get_secret_value().encode() if key else None,
+        file_mode=int(settings.storage_file_mode, 8),
     )

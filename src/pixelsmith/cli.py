@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 import types
 import typing
@@ -18,6 +17,7 @@ from pydantic import ValidationError
 
 from pixelsmith import __version__
 from pixelsmith.errors import APIError
+from pixelsmith.logs import configure_logging
 from pixelsmith.settings import Settings, load_settings
 
 # Settings that are not simple values; they come from the config file or the environment.
@@ -141,9 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValidationError, FileNotFoundError, ValueError) as exc:
         print(f"pixelsmith: invalid settings: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
     handler = {"serve": _serve, "generate": _generate, "edit": _generate, "models": _models}[
         args.command
     ]
@@ -151,8 +149,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
+    from pixelsmith.api.server import build_server
     from pixelsmith.app import create_app
     from pixelsmith.builders import build_engine
     from pixelsmith.moderation import build_moderator
@@ -165,7 +162,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     except APIError as exc:
         print(f"pixelsmith: {exc.message}", file=sys.stderr)
         return 1
-    app = create_app(settings, engine=engine, moderator=moderator)
+    try:
+        app = create_app(settings, engine=engine, moderator=moderator)
+    except ValueError as exc:  # storage that cannot be used
+        print(f"pixelsmith: {exc}", file=sys.stderr)
+        return 1
     shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     if ":" in shown_host:  # an IPv6 address in a URL goes in brackets
         shown_host = f"[{shown_host}]"
@@ -174,7 +175,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     print(f"  playground:  {base}/playground")
     print(f'  API:         {base}/v1   (OpenAI(base_url="{base}/v1"))')
     print(f"  API docs:    {base}/docs")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    build_server(app, settings).run()
     return 0
 
 

@@ -121,12 +121,19 @@ class NotFoundError(APIError):
     error_type = "invalid_request_error"
 
 
+def shown(value: object, limit: int = 64) -> str:
+    """A client's value as an error message quotes it: at most `limit` characters, so that a
+    1 MB model name is not echoed back (or logged) whole."""
+    text = str(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 class ModelNotFoundError(NotFoundError):
     default_code = "model_not_found"
 
     def __init__(self, model: str, known: list[str]) -> None:
         super().__init__(
-            f"The model `{model}` does not exist or you do not have access to it. "
+            f"The model `{shown(model)}` does not exist or you do not have access to it. "
             f"Available models: {', '.join(known)}.",
         )
 

@@ -245,6 +245,33 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Log level for pixelsmith and uvicorn."
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text: one line per record; json: one JSON object per line, for log shippers.",
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="A connection must send a request's headers within this many seconds of "
+        "opening (or of its last response), or it is closed.",
+    )
+    keep_alive_timeout_seconds: int = Field(
+        default=5,
+        ge=1,
+        description="Idle keep-alive connections are closed after this many seconds. Behind a "
+        "proxy, set it above the proxy's own idle timeout.",
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="Open connections at most; one more gets a 503 and is closed.",
+    )
+    shutdown_grace_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="On SIGTERM, how long requests in flight may take to finish while new ones "
+        "get 503. 0: stop at once.",
+    )
 
     # --- Models -------------------------------------------------------------------------------
     model: str = Field(
@@ -340,9 +367,22 @@ class Settings(BaseSettings):
     )
 
     # --- URL responses ------------------------------------------------------------------------
+    storage: str = Field(
+        default="local",
+        pattern=r"^(local|s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[\w!\-.*'()/]*)?)$",
+        description="Where images returned as URLs are kept: local (storage_dir, served by "
+        "this server) or s3://bucket/prefix (an S3-compatible store, presigned URLs; needs "
+        "the s3 extra; endpoint, region and credentials from the usual AWS settings).",
+    )
     storage_dir: Path | None = Field(
         default=None,
         description="Directory for images returned as URLs. Default: <cache_dir>/images.",
+    )
+    storage_file_mode: str = Field(
+        default="600",
+        pattern=r"^[0-7]{3}$",
+        description="Permissions (octal) of stored images: 600, readable by the server's user "
+        "only; 640 to let its group read them.",
     )
     url_ttl_seconds: int = Field(
         default=3600,

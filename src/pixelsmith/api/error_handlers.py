@@ -10,9 +10,11 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pixelsmith.api.transport.responses import JSONResponse
-from pixelsmith.errors import APIError, error_body
+from pixelsmith.errors import APIError, error_body, shown
 
 logger = logging.getLogger(__name__)
+# FastAPI's detail when reading a JSON body fails other than by a JSON syntax error.
+FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
 
 
 def _request_id(request: Request) -> str:
@@ -67,11 +69,14 @@ _BOUNDS = {
 
 
 def _validation_error(error: dict[str, Any]) -> tuple[str, str | None, str]:
-    """(message, param, code) for one pydantic error, worded like OpenAI's."""
-    param = _param_name(error.get("loc", ()))
+    """(message, param, code) for one pydantic error, worded like OpenAI's. Values and names
+    that came from the client are quoted shortened (errors.shown)."""
+    name = _param_name(error.get("loc", ()))
+    param = shown(name, 128) if name is not None else None
     kind = error.get("type", "")
     context = error.get("ctx") or {}
-    value = error.get("input")
+    raw = error.get("input")
+    value = shown(raw) if isinstance(raw, str) else raw
     if kind == "json_invalid":
         return (
             "We could not parse the JSON body of your request. The API expects a JSON object; "
@@ -93,7 +98,7 @@ def _validation_error(error: dict[str, Any]) -> tuple[str, str | None, str]:
             "invalid_value",
         )
     if kind == "string_too_long":
-        length = len(value) if isinstance(value, str) else "more"
+        length = len(raw) if isinstance(raw, str) else "more"
         return (
             f"Invalid '{param}': string too long. Expected a string with maximum length "
             f"{context.get('max_length')}, but got a string with length {length} instead.",
@@ -159,6 +164,14 @@ def install_error_handlers(app: FastAPI) -> None:
         elif exc.status_code == 405:
             message = f"Method {request.method} is not allowed for {request.url.path}"
             code = "method_not_allowed"
+        elif exc.status_code == 400 and exc.detail == FASTAPI_BODY_PARSE_ERROR:
+            # FastAPI's answer to a body json.loads refused outright (invalid UTF-8, nesting
+            # too deep, an integer too long to convert).
+            message = (
+                "We could not parse the JSON body of your request. The API expects a JSON "
+                "object in UTF-8."
+            )
+            code = "invalid_json"
         else:
             message, code = str(exc.detail), None
         error_type = "invalid_request_error" if exc.status_code < 500 else "server_error"

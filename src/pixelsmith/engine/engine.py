@@ -209,6 +209,17 @@ class Engine:
         for worker in workers.values():
             await worker.stop()
 
+    def queue_depths(self) -> dict[str, int]:
+        """Jobs waiting per model (0 for a model whose worker has not started)."""
+        return {
+            spec.id: (self._workers[spec.id].depth if spec.id in self._workers else 0)
+            for spec in self.registry.specs
+        }
+
+    @property
+    def max_queue_size(self) -> int:
+        return self.config.max_queue_size
+
     def enqueue(self, spec: ModelSpec, job: GenerationJob) -> asyncio.Future[GenerationOutput]:
         """Queue `job` now (RateLimitError when the queue is full); await the result later."""
         worker = self._workers.get(spec.id)

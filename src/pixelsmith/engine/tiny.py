@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,20 +37,61 @@ def tiny_model_dir(cache_dir: Path) -> Path:
     return cache_dir / "models" / f"tiny-v{TINY_MODEL_VERSION}"
 
 
+STAGING_PREFIX = ".tiny-"
+STAGING_OWNER = ".owner-pid"
+# A staging directory with no owner file yet is a build that has just begun (or one that
+# crashed in its first instant): left alone for this long.
+UNOWNED_STAGING_SECONDS = 60
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def remove_stale_staging(models_dir: Path) -> int:
+    """Remove the staging directories of tiny builds whose process has died (a crash or a
+    kill mid-build). Returns how many were removed."""
+    removed = 0
+    for staging in models_dir.glob(f"{STAGING_PREFIX}*"):
+        try:
+            owner = int((staging / STAGING_OWNER).read_text())
+        except FileNotFoundError:
+            stale = time.time() - staging.stat().st_mtime > UNOWNED_STAGING_SECONDS
+        except (OSError, ValueError):
+            stale = True
+        else:
+            stale = not _process_alive(owner)
+        if stale and staging.is_dir():
+            shutil.rmtree(staging, ignore_errors=True)
+            logger.info("removed %s, left by a tiny-model build that did not finish", staging)
+            removed += 1
+    return removed
+
+
 def ensure_tiny_model(cache_dir: Path) -> Path:
     """Return the directory of the tiny model, building it first if it is not cached."""
     target = tiny_model_dir(cache_dir)
+    if target.parent.is_dir():
+        remove_stale_staging(target.parent)
     if (target / "model_index.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     # Build in a sibling temp dir and rename, so a crash or a second process never sees a
-    # half-written model.
-    staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))
+    # half-written model; the owner file lets the next start clean up after a crash.
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target.parent))
+    (staging / STAGING_OWNER).write_text(str(os.getpid()))
     try:
         logger.info("building the tiny model in %s (random weights, no download)", target)
         pipeline = build_tiny_pipeline()
         pipeline.save_pretrained(staging)
         save_tiny_ip_adapter(pipeline.unet, staging / TINY_IP_ADAPTER_FOLDER)
+        (staging / STAGING_OWNER).unlink()
         staging.chmod(0o755)  # mkdtemp makes it private; a shared cache must stay readable
         try:
             os.replace(staging, target)

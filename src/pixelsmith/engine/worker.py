@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from pixelsmith import metrics
 from pixelsmith.engine.jobs import (
     GenerationJob,
     GenerationOutput,
@@ -36,6 +38,7 @@ class _Pending:
     job: GenerationJob
     future: asyncio.Future[GenerationOutput]
     waiting: bool = True  # counted in PipelineWorker._waiting until taken or cancelled
+    queued_at: float = field(default_factory=time.monotonic)
 
 
 def _never_batch(job: GenerationJob) -> None:
@@ -95,6 +98,11 @@ class PipelineWorker:
         self._pending.append(pending)
         self._arrived.set()
         return future
+
+    @property
+    def depth(self) -> int:
+        """Jobs waiting whose callers still want them."""
+        return self._waiting
 
     @property
     def idle(self) -> bool:
@@ -182,6 +190,9 @@ class PipelineWorker:
     async def _run(self, batch: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()
         jobs = [pending.job for pending in batch]
+        started = time.monotonic()
+        for pending in batch:
+            metrics.QUEUE_WAIT_SECONDS.labels(self.name).observe(started - pending.queued_at)
         try:
             outputs = await loop.run_in_executor(self._executor, self._run_batch, jobs)
             if len(outputs) != len(jobs):
@@ -206,10 +217,21 @@ class PipelineWorker:
             if not batch[0].future.done():
                 batch[0].future.set_exception(self._failure(exc))
         else:
+            self._record(jobs, time.monotonic() - started)
             for pending, output in zip(batch, outputs, strict=True):
                 self._mean_seconds = 0.8 * self._mean_seconds + 0.2 * output.seconds / len(batch)
                 if not pending.future.done():
                     pending.future.set_result(output)
+
+    def _record(self, jobs: list[GenerationJob], seconds: float) -> None:
+        images = sum(job.num_images for job in jobs)
+        first = jobs[0]  # a batch shares its size and steps (the batch key)
+        size = metrics.size_label(first.width, first.height)
+        metrics.BATCH_IMAGES.labels(self.name).observe(images)
+        metrics.IMAGES.labels(self.name).inc(images)
+        metrics.IMAGE_SECONDS.labels(self.name, size).observe(seconds / max(1, images))
+        steps = max(1, first.num_inference_steps)
+        metrics.STEP_SECONDS.labels(self.name, size).observe(seconds / steps)
 
     def _failure(self, exc: Exception) -> Exception:
         """What the caller of a job that failed on its own sees: 503, and whether a retry can

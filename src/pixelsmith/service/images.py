@@ -20,10 +20,11 @@ import logging
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from PIL import Image
 
+from pixelsmith import metrics
 from pixelsmith.api.protocol import (
     CreateImageEditRequest,
     CreateImageRequest,
@@ -48,12 +49,22 @@ from pixelsmith.storage import ImageStore
 logger = logging.getLogger(__name__)
 
 
+@dataclass
+class RequestOutcome:
+    """What the service tells its caller about a request as it goes, for access logs and
+    metrics: the model that serves it, and how many images it has returned."""
+
+    model: str | None = None
+    images: int = 0
+
+
 @dataclass(frozen=True)
 class RequestContext:
     """What the service knows of its caller."""
 
     request_id: str  # in logs and in error messages, for the client to quote
     base_url: str = ""  # where image URLs point (response_format="url")
+    outcome: RequestOutcome = field(default_factory=RequestOutcome)
 
 
 class ImageService:
@@ -98,6 +109,7 @@ class ImageService:
     async def _answer(
         self, plan: ImagePlan, context: RequestContext
     ) -> ImagesResponse | ImageStream:
+        context.outcome.model = plan.spec.id
         moderation = RequestModeration(self.moderator, plan, context.request_id)
         await moderation.admit()
         logger.info(
@@ -121,6 +133,7 @@ class ImageService:
         output = await _Run(self.backend, plan, previews=False).output()
         await moderation.prompt()
         data = await asyncio.to_thread(self._image_data, output, plan, moderation, context)
+        context.outcome.images = len(data)
         return ImagesResponse(
             created=int(time.time()),
             data=data,
@@ -177,9 +190,13 @@ class ImageService:
                 # Nothing leaves the server unchecked: the prompt's verdict first, then the
                 # preview images themselves, as if they were outputs.
                 await moderation.prompt()
+                started = time.perf_counter()
                 encoded = await asyncio.to_thread(
                     self._checked_and_encoded, images, plan, moderation
                 )
+                seconds = (time.perf_counter() - started) / max(1, len(encoded))
+                for _ in encoded:
+                    metrics.PREVIEW_SECONDS.observe(seconds)
                 for data in encoded:
                     yield events.partial_image(data, index)
             output = await run.output()
@@ -189,6 +206,7 @@ class ImageService:
             )
             usage = image_usage(plan, prompt_tokens=output.prompt_tokens, count=1)
             for data, seed in zip(encoded, output.seeds, strict=True):
+                context.outcome.images += 1
                 yield events.completed(data, usage, seed)
         except APIError as exc:
             yield exc.to_body()

@@ -18,6 +18,29 @@ DALL_E_2_MAX_BYTES = 4 * 1024 * 1024
 # Far beyond any size a model takes (4096x4096 = 16.8 MP): a file that decodes to more pixels
 # than this is a decompression bomb, or at least not worth decoding.
 MAX_PIXELS = 4096 * 4096
+# All the images of one edit together (16 images of 4.2 MP, or 4 of the largest): about 270 MB
+# decoded as RGBA at most, however small the files that carry them.
+MAX_EDIT_PIXELS = 4 * MAX_PIXELS
+
+
+class PixelBudget:
+    """The pixels one request may decode across all its images. Small files can carry huge,
+    flat images (a 2.5 MB PNG of 16 MP), so bytes alone do not bound memory."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.remaining = limit
+
+    def take(self, pixels: int, param: str) -> None:
+        if pixels > self.remaining:
+            raise InvalidRequestError(
+                f"Invalid file '{param}': the request's images have too many pixels in all "
+                f"(more than {self.limit / 1e6:.0f} million).",
+                param=param,
+                code="image_too_large",
+            )
+        self.remaining -= pixels
+
 
 MAGIC = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpeg"}
 
@@ -65,7 +88,15 @@ def sniff_format(data: bytes) -> str | None:
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
-def read_image(data: bytes, *, param: str, max_bytes: int = MAX_UPLOAD_BYTES) -> UploadedImage:
+def read_image(
+    data: bytes,
+    *,
+    param: str,
+    max_bytes: int = MAX_UPLOAD_BYTES,
+    budget: PixelBudget | None = None,
+) -> UploadedImage:
+    """Decode one image, after its size in bytes, its format and its pixel count (from the
+    header, against MAX_PIXELS and the request's `budget`) have been checked."""
     if len(data) > max_bytes:
         raise PayloadTooLargeError(
             f"Invalid file '{param}': {len(data) / 1e6:.1f} MB is over the "
@@ -88,6 +119,8 @@ def read_image(data: bytes, *, param: str, max_bytes: int = MAX_UPLOAD_BYTES) ->
         opened = Image.open(io.BytesIO(data))  # reads the header only
         if opened.width * opened.height > MAX_PIXELS:
             raise Image.DecompressionBombError(f"{opened.width}x{opened.height}")
+        if budget is not None:
+            budget.take(opened.width * opened.height, param)
         opened.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InvalidRequestError(
@@ -96,6 +129,8 @@ def read_image(data: bytes, *, param: str, max_bytes: int = MAX_UPLOAD_BYTES) ->
             param=param,
             code="image_too_large",
         ) from None
+    except InvalidRequestError:
+        raise  # the request's pixel budget is spent
     except Exception:  # Pillow raises many types for corrupt or truncated data
         raise InvalidRequestError(
             f"Invalid file '{param}': the image data is corrupt or truncated.",

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from PIL import Image
 
+from pixelsmith import metrics
 from pixelsmith.errors import ModerationBlockedError
 from pixelsmith.moderation import ModerationLevel, Moderator, Verdict
 from pixelsmith.service.plans import ImagePlan
@@ -70,6 +71,8 @@ class RequestModeration:
     def _raise_if_blocked(self, verdict: Verdict) -> None:
         if not verdict.blocked:
             return
+        for category in verdict.categories:
+            metrics.MODERATION_BLOCKS.labels(verdict.stage, category).inc()
         logger.info(
             "request %s blocked by moderation at %s: %s",
             self._request_id,

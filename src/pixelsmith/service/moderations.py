@@ -15,7 +15,7 @@ from pixelsmith.api.protocol import (
 )
 from pixelsmith.errors import InvalidRequestError, reject_unpaired_surrogates
 from pixelsmith.moderation import Moderator, Verdict
-from pixelsmith.service.inputs import decode_data_url, read_image
+from pixelsmith.service.inputs import MAX_PIXELS, PixelBudget, decode_data_url, read_image
 
 # Every category of OpenAI's omni-moderation model, so clients find all the keys they expect.
 OPENAI_CATEGORIES = (
@@ -27,6 +27,10 @@ MODEL_NAME = "pixelsmith-moderation"
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MAX_INPUTS = 32
 MAX_TOTAL_CHARACTERS = 64_000
+# The pixels one request may decode, all images together; each is shrunk to CHECKED_SIDE once
+# decoded (the classifiers look at far fewer pixels), so only one is ever held at full size.
+MAX_REQUEST_PIXELS = 2 * MAX_PIXELS
+CHECKED_SIDE = 1024
 # A flagged subcategory flags its parent too, as OpenAI's results do.
 PARENTS = {
     "sexual/minors": "sexual",
@@ -68,10 +72,14 @@ def _check_limits(body: CreateModerationRequest) -> None:
         )
 
 
-def _decode_image(url: str, index: int) -> Image.Image:
+def _decode_image(url: str, index: int, budget: PixelBudget) -> Image.Image:
     param = f"input[{index}].image_url.url"
     # The same checks as uploads: sniffed format, byte and pixel limits (no decompression bombs).
-    return read_image(decode_data_url(url, param), param=param, max_bytes=MAX_IMAGE_BYTES).image
+    image = read_image(
+        decode_data_url(url, param), param=param, max_bytes=MAX_IMAGE_BYTES, budget=budget
+    ).image
+    image.thumbnail((CHECKED_SIDE, CHECKED_SIDE))
+    return image
 
 
 def _result(verdict: Verdict, input_types: list[str]) -> ModerationResult:
@@ -100,8 +108,9 @@ def _results(moderator: Moderator, body: CreateModerationRequest) -> list[Modera
     # A list of parts is one input (OpenAI returns one result for it): text and images together,
     # so a minor named in the text counts with a sexual signal in an image.
     texts = [part.text for part in body.input if not isinstance(part, ModerationImagePart)]  # type: ignore[union-attr]
+    budget = PixelBudget(MAX_REQUEST_PIXELS)
     images = [
-        _decode_image(part.image_url.url, index)
+        _decode_image(part.image_url.url, index, budget)
         for index, part in enumerate(body.input)
         if isinstance(part, ModerationImagePart)
     ]

@@ -3,9 +3,12 @@ storage behind a signed URL. Blocking (CPU-bound encoding, disk): call it off th
 
 from __future__ import annotations
 
+import time
+
 import pybase64
 from PIL import Image
 
+from pixelsmith import metrics
 from pixelsmith.api.protocol import ImageData
 from pixelsmith.imaging import encode_animation, encode_image, trace_svg
 from pixelsmith.matting import Matting
@@ -26,6 +29,19 @@ class OutputWriter:
     ) -> list[bytes]:
         """The images (or for a GIF, their `frames`) in the requested format, at the requested
         size and transparency."""
+        started = time.perf_counter()
+        encoded = self._encode(images, output, frames)
+        seconds = (time.perf_counter() - started) / max(1, len(encoded))
+        for _ in encoded:
+            metrics.ENCODE_SECONDS.labels(output.format).observe(seconds)
+        return encoded
+
+    def _encode(
+        self,
+        images: list[Image.Image],
+        output: OutputOptions,
+        frames: list[list[Image.Image]] | None,
+    ) -> list[bytes]:
         if output.format == "gif":
             assert frames is not None, "a GIF needs its frames"
             return [
@@ -58,8 +74,12 @@ class OutputWriter:
         for data, seed in zip(encoded, seeds, strict=True):
             item = ImageData(seed=seed, revised_prompt=revised_prompt)
             if output.response_format == "url":
+                started = time.perf_counter()
                 stored = self.store.save(data, output.format)
-                item.url = base_url.rstrip("/") + self.store.signed_path(stored)
+                metrics.UPLOAD_SECONDS.labels(self.store.kind).observe(
+                    time.perf_counter() - started
+                )
+                item.url = self.store.url(stored, base_url)
             else:
                 item.b64_json = b64(data)
             items.append(item)

@@ -28,7 +28,9 @@ from pixelsmith.matting import Matting
 from pixelsmith.service.backend import ImageBackend
 from pixelsmith.service.formats import check_legacy, check_streaming, output_options
 from pixelsmith.service.inputs import (
+    MAX_EDIT_PIXELS,
     InputImages,
+    PixelBudget,
     read_image,
     read_mask,
 )
@@ -87,8 +89,9 @@ class RequestPlanner:
         check_image_count(
             len(inputs.images), target, self.backend.capabilities(target.spec), inputs.param
         )
+        budget = PixelBudget(MAX_EDIT_PIXELS)
         images = [
-            read_image(data, param=inputs.param_of(index))
+            read_image(data, param=inputs.param_of(index), budget=budget)
             for index, data in enumerate(inputs.images)
         ]
         first = checked_source(images[0], target, inputs.param_of(0))

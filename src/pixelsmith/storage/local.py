@@ -45,25 +45,41 @@ class InvalidImageURL(Exception):
 
 
 class ImageStore(Protocol):
-    """What the API needs from image storage. A later S3 store implements the same."""
+    """What the service needs from image storage: keep an image, give a URL that reaches it
+    until it expires, and forget expired ones."""
 
-    url_prefix: str
+    kind: str  # for metrics and logs: "local", "s3"
 
     def save(self, data: bytes, extension: str) -> StoredImage: ...
 
-    def signed_path(self, image: StoredImage) -> str: ...
-
-    def open_verified(self, name: str, expires: str, signature: str) -> Path: ...
+    def url(self, image: StoredImage, base_url: str) -> str:
+        """An expiring URL for `image`; `base_url` is where clients reach this server."""
+        ...
 
     def sweep(self) -> int: ...
 
+    def close(self) -> None:
+        """Release connections (at shutdown)."""
+        ...
+
 
 class LocalImageStore:
+    """Images on local disk, served by this server at signed, expiring URLs."""
+
+    kind = "local"
     url_prefix = "/v1/images/files"
 
-    def __init__(self, directory: Path, *, ttl_seconds: int, signing_key: bytes | None = None):
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        ttl_seconds: int,
+        signing_key: bytes | None = None,
+        file_mode: int = 0o600,
+    ):
         self.directory = directory
         self.ttl_seconds = ttl_seconds
+        self.file_mode = file_mode
         self.directory.mkdir(parents=True, exist_ok=True)
         self._key = signing_key or self._persistent_key()
 
@@ -106,9 +122,16 @@ class LocalImageStore:
         if not NAME_PATTERN.match(name):
             raise ValueError(f"unsupported image extension {extension!r}")
         temporary = self.directory / f".{name}.partial"
-        temporary.write_bytes(data)
+        # Created with the configured mode (not the umask's 0644): images are the users'.
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.file_mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(temporary, self.file_mode)  # the umask may have taken bits away
         os.replace(temporary, self.directory / name)  # readers never see half a file
         return StoredImage(name=name, expires_at=int(time.time()) + self.ttl_seconds)
+
+    def url(self, image: StoredImage, base_url: str) -> str:
+        return base_url.rstrip("/") + self.signed_path(image)
 
     def signed_path(self, image: StoredImage) -> str:
         query = urlencode(
@@ -140,6 +163,9 @@ class LocalImageStore:
         if not path.is_file():
             raise InvalidImageURL("The image no longer exists.", "image_not_found")
         return path
+
+    def close(self) -> None:
+        pass  # nothing held open
 
     def sweep(self) -> int:
         """Delete images older than the URL lifetime. Returns how many were removed."""

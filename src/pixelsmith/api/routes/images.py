@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from starlette.responses import Response
 
+from pixelsmith.api.access_log import record
 from pixelsmith.api.limits import take_limit_slot
 from pixelsmith.api.openapi import edit_body, error_responses, streamed, variation_body
 from pixelsmith.api.protocol import CreateImageRequest, ImagesResponse
@@ -16,7 +17,7 @@ from pixelsmith.api.transport.streaming import answer
 from pixelsmith.errors import NotFoundError, PermissionDeniedError
 from pixelsmith.imaging import MEDIA_TYPES
 from pixelsmith.service import ImageService, RequestContext
-from pixelsmith.storage import ImageStore
+from pixelsmith.storage import ImageStore, LocalImageStore
 from pixelsmith.storage.local import InvalidImageURL
 
 router = APIRouter()
@@ -33,7 +34,9 @@ def _service(request: Request) -> ImageService:
 def _context(request: Request) -> RequestContext:
     configured: str | None = request.app.state.settings.public_base_url
     base_url = configured or str(request.base_url).rstrip("/")
-    return RequestContext(request_id=request.state.request_id, base_url=base_url)
+    return RequestContext(
+        request_id=request.state.request_id, base_url=base_url, outcome=record(request)
+    )
 
 
 @router.post(
@@ -87,6 +90,8 @@ async def get_image_file(
     signature: str = Query(default=""),
 ) -> FileResponse:
     store: ImageStore = request.app.state.image_store
+    if not isinstance(store, LocalImageStore):  # object storage serves its own URLs
+        raise NotFoundError(f"Invalid URL (GET {request.url.path})", code="unknown_url")
     try:
         path = store.open_verified(name, expires, signature)
     except InvalidImageURL as exc:

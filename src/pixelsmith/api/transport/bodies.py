@@ -17,11 +17,11 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
-from starlette.types import Message
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from pixelsmith.api.protocol import CreateImageEditRequest, CreateImageVariationRequest
 from pixelsmith.api.transport.fetch import ImageFetcher
-from pixelsmith.errors import InvalidRequestError, PayloadTooLargeError
+from pixelsmith.errors import InvalidRequestError, PayloadTooLargeError, shown
 from pixelsmith.service.inputs import MAX_UPLOAD_BYTES, InputImages, decode_data_url
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -158,48 +158,39 @@ async def image_ref_bytes(reference: Any, param: str, fetcher: ImageFetcher | No
     return decode_data_url(url, f"{param}.image_url")
 
 
-# The largest body an edit may have. Multipart: 16 images of 50 MB and a mask. JSON: 16 image
-# URLs and a mask of at most MAX_IMAGE_URL_CHARS each (the spec's limit), and the other fields.
-MAX_EDIT_BODY_BYTES = (MAX_IMAGES + 1) * MAX_UPLOAD_BYTES
-MAX_JSON_EDIT_BODY_BYTES = (MAX_IMAGES + 1) * MAX_IMAGE_URL_CHARS + 1_000_000
+# A text field of a form (a prompt is at most 32,000 characters): Starlette's default.
+MAX_TEXT_PART_BYTES = 1024 * 1024
 
 
-def size_limited(request: Request) -> Request:
-    """The request, refusing a body over the limit: by Content-Length before reading, and by
-    counting as it arrives for chunked bodies, which announce no length. JSON bodies are held
-    in memory whole, so their limit is the spec's own, far below the multipart one (multipart
-    files spool to disk)."""
-    is_json = request.headers.get("content-type", "").startswith("application/json")
-    limit = MAX_JSON_EDIT_BODY_BYTES if is_json else MAX_EDIT_BODY_BYTES
-    length = request.headers.get("content-length", "")
-    limit_mb = limit // 10**6
-    if length.isdigit() and int(length) > limit:
-        raise PayloadTooLargeError(
-            f"The request body is {int(length) / 1e6:.0f} MB; the limit is {limit_mb} MB."
-        )
-    received = 0
-
-    async def counting_receive() -> Message:
-        nonlocal received
-        message = await request.receive()
-        if message["type"] == "http.request":
-            received += len(message.get("body", b""))
-            if received > limit:
-                raise PayloadTooLargeError(f"The request body is over the {limit_mb} MB limit.")
-        return message
-
-    return Request(request.scope, counting_receive)
+async def read_form(request: Request, *, max_fields: int) -> FormData:
+    """The multipart form, with Starlette's limits (files, fields, text size) answered in the
+    envelope and naming the part that broke them. Our own limit on images (MAX_IMAGES per
+    field) is checked after, with its own error; Starlette's file limit is far above it."""
+    parser = MultiPartParser(
+        request.headers,
+        request.stream(),
+        max_files=4 * MAX_IMAGES,
+        max_fields=max_fields,
+        max_part_size=MAX_TEXT_PART_BYTES,
+    )
+    try:
+        return await parser.parse()
+    except MultiPartException as exc:
+        # The part being read when the limit was hit (a private attribute: None if it moves).
+        part = getattr(getattr(parser, "_current_part", None), "field_name", "") or None
+        param = shown(part.removesuffix("[]"), 128) if part else None
+        raise InvalidRequestError(
+            f"Invalid multipart body: {exc.message}", param=param, code="invalid_multipart"
+        ) from None
 
 
 async def read_edit(
     request: Request, fetcher: ImageFetcher | None
 ) -> tuple[CreateImageEditRequest, InputImages]:
     """An edit's fields and images, from multipart (the official clients) or JSON."""
-    request = size_limited(request)
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        # Starlette's own limits answer outside our envelope; ours (MAX_IMAGES) come first.
-        form = await request.form(max_files=4 * MAX_IMAGES, max_fields=64)
+        form = await read_form(request, max_fields=64)
         try:
             files, fields = await read_form_files(form, ("image", "mask", "markup"))
         finally:
@@ -255,7 +246,7 @@ async def read_variation(request: Request) -> tuple[CreateImageVariationRequest,
         raise InvalidRequestError(
             "Send variations as multipart/form-data.", code="invalid_content_type"
         )
-    form = await size_limited(request).form(max_files=4 * MAX_IMAGES, max_fields=32)
+    form = await read_form(request, max_fields=32)
     try:
         files, fields = await read_form_files(form, ("image",))
     finally:
