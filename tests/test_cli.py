@@ -212,3 +212,17 @@ def test_serve_prints_the_playground_and_api_docs_urls(cache_dir: Path):
     text = "".join(lines)
     assert f"http://127.0.0.1:{port}/playground" in text
     assert f"http://127.0.0.1:{port}/docs" in text and f"http://127.0.0.1:{port}/v1" in text
+
+
+def test_serve_with_replicas_or_a_ray_address_runs_on_ray_serve(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import pixelsmith.ray
+    from pixelsmith import cli
+
+    started = []
+    monkeypatch.setattr(pixelsmith.ray, "run", lambda settings: started.append(settings) or 0)
+    flags = ["--model", "tiny", "--cache-dir", str(cache_dir)]
+    assert cli.main(["serve", "--replicas", "2", *flags]) == 0
+    assert cli.main(["serve", "--ray-address", "auto", *flags]) == 0
+    assert [(s.replicas, s.ray_address) for s in started] == [(2, None), (1, "auto")]

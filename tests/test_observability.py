@@ -80,6 +80,7 @@ def test_metrics_count_what_the_server_does(observed):
     grew("pixelsmith_upload_seconds_count", 1, store="local")
     assert sample(after, "pixelsmith_queue_depth", model="tiny") == 0
     assert 'pixelsmith_queue_depth{model="tiny"}' in after
+    assert sample(after, "pixelsmith_replicas", model="tiny") == 1
 
 
 def test_health_and_readiness(observed, monkeypatch):

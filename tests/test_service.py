@@ -81,6 +81,9 @@ class FakeBackend:
         asyncio.ensure_future(self._run(job, future))
         return future
 
+    async def queued(self, output: asyncio.Future[GenerationOutput]) -> None:
+        pass  # enqueue raised already when the queue was full
+
     async def _run(self, job: GenerationJob, future: asyncio.Future[GenerationOutput]) -> None:
         await self.release.wait()
         if future.done():  # cancelled while queued: never runs

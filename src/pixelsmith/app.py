@@ -18,17 +18,17 @@ from pixelsmith.api.auth import APIKeyChecker, APIKeyMiddleware
 from pixelsmith.api.body_limits import BodyLimitMiddleware
 from pixelsmith.api.draining import DrainMiddleware, DrainState
 from pixelsmith.api.error_handlers import install_error_handlers
-from pixelsmith.api.limits import KeyLimiter, KeyLimitMiddleware
+from pixelsmith.api.limits import KeyLimiter, KeyLimitMiddleware, SharedLimiter
 from pixelsmith.api.middleware import RequestContextMiddleware
 from pixelsmith.api.openapi import install_openapi
 from pixelsmith.api.routes import images, models, moderations, playground
 from pixelsmith.api.transport.fetch import ImageFetcher
 from pixelsmith.api.transport.responses import JSONResponse
 from pixelsmith.builders import build_engine, build_store
-from pixelsmith.engine import Engine
 from pixelsmith.matting import build_matting
 from pixelsmith.moderation import Moderator, build_moderator
 from pixelsmith.service import ImageService
+from pixelsmith.service.backend import ServingBackend
 from pixelsmith.service.models import ModelCatalog
 from pixelsmith.settings import Settings, load_settings
 from pixelsmith.storage import ImageStore
@@ -48,20 +48,24 @@ async def _sweep_forever(store: ImageStore, interval: float) -> None:
 def create_app(
     settings: Settings | None = None,
     *,
-    engine: Engine | None = None,
+    engine: ServingBackend | None = None,
     store: ImageStore | None = None,
     moderator: Moderator | None = None,
+    limiter: SharedLimiter | None = None,
+    proxy_request_ids: bool = False,
 ) -> FastAPI:
-    """Build the ASGI app. An injected `engine` may already be loaded; otherwise it is built and
-    loaded at startup (which fails fast, with advice, when a model cannot be loaded). The
-    moderator, unless injected, is built from settings at startup too."""
+    """Build the ASGI app. An injected `engine` (the in-process Engine, or pixelsmith.ray's
+    backend) may already be loaded; otherwise it is built and loaded at startup (which fails
+    fast, with advice, when a model cannot be loaded). The moderator, unless injected, is built
+    from settings at startup too; `limiter` replaces the in-process per-key limits (shared
+    ones under Ray); `proxy_request_ids` adopts the request ids of a proxy that sets them."""
     # load_settings, not Settings(): `uvicorn --factory pixelsmith.app:create_app` must honour
     # PIXELSMITH_CONFIG_FILE like the CLI does.
     settings = settings or load_settings()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        the_engine: Engine = app.state.engine
+        the_engine: ServingBackend = app.state.engine
         if not the_engine.loaded:
             await asyncio.to_thread(the_engine.load)
         the_moderator = moderator
@@ -124,7 +128,8 @@ def create_app(
     # are checked before per-key limits count anything.
     app.add_middleware(
         KeyLimitMiddleware,
-        limiter=KeyLimiter(
+        limiter=limiter
+        or KeyLimiter(
             per_minute=settings.rate_limit_per_minute,
             max_concurrent=settings.max_concurrent_per_key,
         ),
@@ -134,7 +139,7 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(DrainMiddleware, state=app.state.drain)
     app.add_middleware(AccessLogMiddleware)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, proxy_request_ids=proxy_request_ids)
     app.include_router(images.router)
     app.include_router(images.files_router)
     app.include_router(models.router)
@@ -142,7 +147,18 @@ def create_app(
     app.include_router(playground.router)
     app.mount("/playground/static", playground.static_files(), name="playground-static")
 
-    queue_depth = metrics.QueueCollector(lambda: app.state.engine.queue_depths())
+    backend_gauges = [
+        metrics.PerModelGauge(
+            "pixelsmith_queue_depth",
+            "Jobs waiting in each model's queue (under Ray, in all its replicas).",
+            lambda: app.state.engine.queue_depths(),
+        ),
+        metrics.PerModelGauge(
+            "pixelsmith_replicas",
+            "Running replicas of each model (1 on one process).",
+            lambda: app.state.engine.replica_counts(),
+        ),
+    ]
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, Any]:
@@ -153,7 +169,7 @@ def create_app(
     async def ready() -> JSONResponse:
         """Readiness: started, models loaded, not draining, no model's queue full. 503 tells a
         load balancer to send requests elsewhere for now."""
-        the_engine: Engine = app.state.engine
+        the_engine: ServingBackend = app.state.engine
         depths = the_engine.queue_depths()
         full = [model for model, depth in depths.items() if depth >= the_engine.max_queue_size]
         started = getattr(app.state, "image_service", None) is not None
@@ -172,7 +188,7 @@ def create_app(
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
-        body, content_type = metrics.render([queue_depth])
+        body, content_type = metrics.render(backend_gauges)
         return Response(body, media_type=content_type)
 
     return app

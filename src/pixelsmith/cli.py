@@ -149,6 +149,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.replicas > 1 or settings.ray_address:
+        try:
+            from pixelsmith import ray as on_ray
+        except ImportError as exc:
+            print(
+                f"pixelsmith: --replicas and --ray-address need Ray Serve ({exc}): "
+                "pip install 'pixelsmith[ray]'",
+                file=sys.stderr,
+            )
+            return 2
+        return on_ray.run(settings)
     from pixelsmith.api.server import build_server
     from pixelsmith.app import create_app
     from pixelsmith.builders import build_engine

@@ -19,7 +19,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Fields an `extra={...}` may add to a record that JSON lines carry as their own keys.
 STRUCTURED_FIELDS = ("request_id", "method", "route", "path", "model", "status", "latency_ms",
-                     "images", "client")  # fmt: skip
+                     "images", "replica")  # fmt: skip
 
 
 def escape_controls(text: str) -> str:

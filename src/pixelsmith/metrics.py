@@ -78,29 +78,17 @@ UPLOAD_SECONDS = Histogram(
 )  # fmt: skip
 
 
-class QueueCollector(Collector):
-    """Queue depth per model, read at scrape time from a callable (the engine's)."""
+class PerModelGauge(Collector):
+    """A gauge per model, read at scrape time from a callable (the backend's)."""
 
-    def __init__(self, depths: Callable[[], dict[str, int]]) -> None:
-        self._depths = depths
+    def __init__(self, name: str, documentation: str, read: Callable[[], dict[str, int]]) -> None:
+        self._name, self._documentation, self._read = name, documentation, read
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
-            "pixelsmith_queue_depth", "Jobs waiting in each model's queue.", labels=["model"]
-        )
-        for model, depth in sorted(self._depths().items()):
-            family.add_metric([model], depth)
+        family = GaugeMetricFamily(self._name, self._documentation, labels=["model"])
+        for model, value in sorted(self._read().items()):
+            family.add_metric([model], value)
         yield family
-
-
-class ValueCollector(Collector):
-    """One gauge whose value is read at scrape time (the number of replicas under Ray)."""
-
-    def __init__(self, name: str, documentation: str, value: Callable[[], float]) -> None:
-        self._name, self._documentation, self._value = name, documentation, value
-
-    def collect(self) -> Iterable[GaugeMetricFamily]:
-        yield GaugeMetricFamily(self._name, self._documentation, value=self._value())
 
 
 def render(extra: Iterable[Collector] = ()) -> tuple[bytes, str]:

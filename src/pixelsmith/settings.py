@@ -10,6 +10,7 @@ with its description, which the CLI flags and docs/configuration.md are checked 
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 import os
 from contextvars import ContextVar
@@ -273,6 +274,39 @@ class Settings(BaseSettings):
         "get 503. 0: stop at once.",
     )
 
+    # --- Ray Serve (pixelsmith.ray; the ray extra) ------------------------------------------
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="Replicas of each model (one GPU each when the cluster has GPUs). More "
+        "than 1 serves on Ray Serve, on a local Ray cluster unless ray_address is set.",
+    )
+    ray_address: str | None = Field(
+        default=None,
+        description="Join this Ray cluster (auto, or ray://host:10001) and serve on Ray Serve.",
+    )
+    ray_actor_options: dict[str, Any] | None = Field(
+        default=None,
+        description='Ray actor options of each model replica, as JSON: {"num_gpus": 1} (the '
+        'default when the cluster has GPUs, else {"num_cpus": 1}).',
+    )
+    ray_autoscaling_config: dict[str, Any] | None = Field(
+        default=None,
+        description="Autoscale each model deployment on queue depth: a Serve "
+        "autoscaling_config as JSON, over the defaults (from 1 to `replicas` replicas, "
+        "target_ongoing_requests = max_batch_size); {} takes the defaults.",
+    )
+    ingress_replicas: int = Field(
+        default=0,
+        ge=0,
+        le=1024,
+        description="Replicas of the HTTP ingress under Ray Serve. 0: as many as replicas.",
+    )
+    ingress_cpus: float = Field(
+        default=0.5, ge=0, description="CPUs Ray reserves for each ingress replica."
+    )
+
     # --- Models -------------------------------------------------------------------------------
     model: str = Field(
         default="stabilityai/sd-turbo",
@@ -449,6 +483,17 @@ class Settings(BaseSettings):
     )
 
     _split_api_keys = field_validator("api_keys", mode="before")(_split_keys)
+
+    @field_validator("ray_actor_options", "ray_autoscaling_config", mode="before")
+    @classmethod
+    def _json_object(cls, value: Any) -> Any:
+        # A CLI flag or `serve run` argument arrives as JSON text.
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError as exc:
+                raise ValueError(f"expected a JSON object: {exc}") from None
+        return value
 
     @field_validator("api_keys_file")
     @classmethod

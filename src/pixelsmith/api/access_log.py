@@ -73,6 +73,7 @@ class AccessLogMiddleware:
             "status": status,
             "latency_ms": round(seconds * 1000, 1),
             "images": entry.images,
+            "replica": entry.replica or None,
         }
         logger.info(
             "%s %s %s %s model=%s images=%d %.1fms",

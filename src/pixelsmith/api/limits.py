@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -22,6 +23,20 @@ from pixelsmith.api.transport.responses import JSONResponse
 from pixelsmith.errors import RateLimitError
 
 LIMITED_PATHS = frozenset({"/v1/images/generations", "/v1/images/edits", "/v1/images/variations"})
+
+
+class SharedLimiter(Protocol):
+    """What the middleware needs of the limits: a KeyLimiter in this process, or one shared by
+    every replica of the server (pixelsmith.ray: a deployment that holds the counts)."""
+
+    @property
+    def enabled(self) -> bool: ...
+
+    async def take(self, client: str) -> None:
+        """A slot for `client`, or RateLimitError."""
+        ...
+
+    async def give_back(self, client: str) -> None: ...
 
 
 @dataclass
@@ -71,6 +86,21 @@ class KeyLimiter:
             bucket.tokens -= 1
         bucket.in_flight += 1
 
+    async def take(self, client: str) -> None:
+        self.acquire(client)
+
+    async def give_back(self, client: str) -> None:
+        self.release(client)
+
+    def refusal(self, client: str) -> tuple[str, float] | None:
+        """acquire() as data, for a caller in another process: None when a slot was taken,
+        else the refusal's message and Retry-After."""
+        try:
+            self.acquire(client)
+        except RateLimitError as exc:
+            return exc.message, float(exc.headers["retry-after"])
+        return None
+
     def release(self, client: str) -> None:
         self._buckets[client].in_flight -= 1
         # Forget idle clients whose bucket is full again, so the table does not grow forever;
@@ -109,34 +139,34 @@ class LimitSlot:
     """A request's place in its client's limits, taken by the route once the body has named
     the end user (without API keys), and given back when the response has been sent."""
 
-    def __init__(self, limiter: KeyLimiter, scope: Scope) -> None:
+    def __init__(self, limiter: SharedLimiter, scope: Scope) -> None:
         self._limiter = limiter
         self._scope = scope
         self.held: str | None = None
 
-    def take(self, end_user: str | None) -> None:
+    async def take(self, end_user: str | None) -> None:
         """Count the request against `end_user` (hashed), or the client's address if none."""
         if self.held is not None:
             return
         client = client_identity(self._scope, by_key=False)
         if end_user:
             client = f"user:{hashlib.sha256(end_user.encode()).hexdigest()[:32]}"
-        self._limiter.acquire(client)
+        await self._limiter.take(client)
         self.held = client
 
-    def release(self) -> None:
+    async def release(self) -> None:
         if self.held is not None:
-            self._limiter.release(self.held)
-            self.held = None
+            held, self.held = self.held, None
+            await self._limiter.give_back(held)
 
 
-def take_limit_slot(scope: Scope, end_user: str | None) -> None:
+async def take_limit_slot(scope: Scope, end_user: str | None) -> None:
     """Take the request's slot now that its end user is known: RateLimitError if the client
     has none left. Nothing to do when keys are configured (the key was counted on arrival) or
     there are no limits."""
     slot = scope.get("state", {}).get(LIMIT_SLOT)
     if isinstance(slot, LimitSlot):
-        slot.take(end_user)
+        await slot.take(end_user)
 
 
 class KeyLimitMiddleware:
@@ -144,7 +174,7 @@ class KeyLimitMiddleware:
     after authentication and counts the key that authentication accepted, before the body is
     read; without them it leaves a LimitSlot for the route, which knows the end user."""
 
-    def __init__(self, app: ASGIApp, limiter: KeyLimiter, *, by_key: bool) -> None:
+    def __init__(self, app: ASGIApp, limiter: SharedLimiter, *, by_key: bool) -> None:
         self.app = app
         self.limiter = limiter
         self.by_key = by_key
@@ -164,11 +194,11 @@ class KeyLimitMiddleware:
             try:
                 await self.app(scope, receive, send)
             finally:
-                slot.release()
+                await slot.release()
             return
         client = client_identity(scope, by_key=True)
         try:
-            self.limiter.acquire(client)
+            await self.limiter.take(client)
         except RateLimitError as exc:
             response = JSONResponse(exc.to_body(), status_code=exc.status_code, headers=exc.headers)
             await response(scope, receive, send)
@@ -176,4 +206,4 @@ class KeyLimitMiddleware:
         try:
             await self.app(scope, receive, send)
         finally:
-            self.limiter.release(client)
+            await self.limiter.give_back(client)

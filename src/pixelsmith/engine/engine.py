@@ -216,9 +216,16 @@ class Engine:
             for spec in self.registry.specs
         }
 
+    def replica_counts(self) -> dict[str, int]:
+        """One replica of each model: this process."""
+        return {spec.id: 1 for spec in self.registry.specs}
+
     @property
     def max_queue_size(self) -> int:
         return self.config.max_queue_size
+
+    async def queued(self, output: asyncio.Future[GenerationOutput]) -> None:
+        """enqueue() has already queued the job or raised: nothing to wait for."""
 
     def enqueue(self, spec: ModelSpec, job: GenerationJob) -> asyncio.Future[GenerationOutput]:
         """Queue `job` now (RateLimitError when the queue is full); await the result later."""

@@ -83,6 +83,8 @@ class GenerationOutput:
     cut_prompt: str | None = None
     # An animation's frames, per image (`images` holds the first of each).
     frames: list[list[Any]] | None = None
+    # Which replica ran it, when replicas run elsewhere (pixelsmith.ray); "" in process.
+    served_by: str = ""
 
 
 @dataclass(frozen=True)

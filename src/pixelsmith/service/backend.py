@@ -1,5 +1,5 @@
 """What the service needs from whatever runs the jobs: the engine in this process, a fake in
-unit tests, or a client of replicas elsewhere. Three members, nothing about how they run."""
+unit tests, or a client of replicas elsewhere (pixelsmith.ray). Nothing about how they run."""
 
 from __future__ import annotations
 
@@ -18,6 +18,38 @@ class ImageBackend(Protocol):
         ...
 
     def enqueue(self, spec: ModelSpec, job: GenerationJob) -> asyncio.Future[GenerationOutput]:
-        """Queue `job` now, raising RateLimitError when there is no room; the future gives its
-        output. Cancelling the future drops the job if it has not started."""
+        """Queue `job`; the future gives its output. A backend that knows at once that there is
+        no room raises RateLimitError here; one that learns it later (replicas elsewhere)
+        fails the future, and `queued` says so. Cancelling the future drops the job if it has
+        not started."""
+        ...
+
+    async def queued(self, output: asyncio.Future[GenerationOutput]) -> None:
+        """Return once the job of `output` has a place in a queue, or raise why it has none
+        (RateLimitError, ServiceUnavailableError): a stream must not start before."""
+        ...
+
+
+class ServingBackend(ImageBackend, Protocol):
+    """An ImageBackend that an app serves: loaded and started with it, and watched by /ready
+    and /metrics."""
+
+    @property
+    def loaded(self) -> bool: ...
+
+    @property
+    def max_queue_size(self) -> int: ...
+
+    def load(self) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def queue_depths(self) -> dict[str, int]:
+        """Jobs waiting per model, as last known."""
+        ...
+
+    def replica_counts(self) -> dict[str, int]:
+        """Running replicas per model, as last known."""
         ...

@@ -56,6 +56,7 @@ class RequestOutcome:
 
     model: str | None = None
     images: int = 0
+    replica: str = ""  # the replica that ran it, under Ray
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ class ImageService:
         if plan.stream:
             # Queued now: a full queue is a 429 before any event.
             run = _Run(self.backend, plan, previews=True)
+            await run.queued()
             return ImageStream(self._events(plan, moderation, run, context), run)
         return await self._complete(plan, moderation, context)
 
@@ -131,6 +133,7 @@ class ImageService:
         self, plan: ImagePlan, moderation: RequestModeration, context: RequestContext
     ) -> ImagesResponse:
         output = await _Run(self.backend, plan, previews=False).output()
+        context.outcome.replica = output.served_by
         await moderation.prompt()
         data = await asyncio.to_thread(self._image_data, output, plan, moderation, context)
         context.outcome.images = len(data)
@@ -200,6 +203,7 @@ class ImageService:
                 for data in encoded:
                     yield events.partial_image(data, index)
             output = await run.output()
+            context.outcome.replica = output.served_by
             await moderation.prompt()
             encoded = await asyncio.to_thread(
                 self._checked_and_encoded, output.images, plan, moderation
@@ -250,6 +254,7 @@ class _Run:
 
     def __init__(self, backend: ImageBackend, plan: ImagePlan, *, previews: bool) -> None:
         self._plan = plan
+        self._backend = backend
         self._cancelled = threading.Event()
         self._previews: asyncio.Queue[tuple[int, list[Image.Image]] | None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
@@ -270,6 +275,14 @@ class _Run:
         # outcome is read by output(), or retrieved here when nobody is left to read it.
         self._output.add_done_callback(lambda done: self._previews.put_nowait(None))
         self._output.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+    async def queued(self) -> None:
+        """Once the job has its place in a queue; RateLimitError and the like if not."""
+        try:
+            await self._backend.queued(self._output)
+        except BaseException:
+            self.stop()
+            raise
 
     async def previews(self) -> AsyncIterator[tuple[int, list[Image.Image]]]:
         """Previews until the run ends."""

@@ -48,7 +48,7 @@ def _context(request: Request) -> RequestContext:
 )
 async def create_image(body: CreateImageRequest, request: Request) -> Response:
     """Create images from a prompt (OpenAI `images.generate`); streamed when stream=true."""
-    take_limit_slot(request.scope, body.end_user)
+    await take_limit_slot(request.scope, body.end_user)
     return await answer(request, _service(request).generate(body, _context(request)))
 
 
@@ -63,7 +63,7 @@ async def create_image(body: CreateImageRequest, request: Request) -> Response:
 async def create_image_edit(request: Request) -> Response:
     """Edit an image from a prompt (OpenAI `images.edit`), multipart or JSON."""
     edit, inputs = await read_edit(request, request.app.state.image_fetcher)
-    take_limit_slot(request.scope, edit.end_user)
+    await take_limit_slot(request.scope, edit.end_user)
     return await answer(request, _service(request).edit(edit, inputs, _context(request)))
 
 
@@ -77,7 +77,7 @@ async def create_image_edit(request: Request) -> Response:
 async def create_image_variation(request: Request) -> Response:
     """Variations of one image (OpenAI `images.create_variation`), multipart."""
     variation, image = await read_variation(request)
-    take_limit_slot(request.scope, variation.end_user)
+    await take_limit_slot(request.scope, variation.end_user)
     work = _service(request).create_variation(variation, image, _context(request))
     return await answer(request, work)
 

@@ -16,12 +16,15 @@ import orjson
 from fastapi import Request
 from starlette.responses import Response, StreamingResponse
 
+from pixelsmith.api.access_log import record
 from pixelsmith.api.protocol import ImagesResponse
 from pixelsmith.api.transport.responses import JSONResponse
 
 T = TypeVar("T")
 # nginx's code for "client closed request"; nobody reads it, but the access log does.
 CLIENT_CLOSED_REQUEST = 499
+# Under Ray, the replica that made a non-streamed answer's images (its Serve replica id).
+REPLICA_HEADER = "x-pixelsmith-replica"
 
 
 class EventStream(Protocol):
@@ -91,7 +94,9 @@ async def answer(request: Request, work: Awaitable[ImagesResponse | EventStream]
         raise
     if isinstance(result, ImagesResponse):
         watch.close()
-        return JSONResponse(result.model_dump(exclude_none=True))
+        replica = record(request).replica
+        headers = {REPLICA_HEADER: replica} if replica else None
+        return JSONResponse(result.model_dump(exclude_none=True), headers=headers)
     return _event_stream(result, watch)
 
 

@@ -1,0 +1,181 @@
+"""pixelsmith on a real local Ray cluster (127.0.0.1): two CPU replicas of `tiny` behind two
+ingress replicas, reached through Serve's HTTP proxy with the official client. Requests spread
+over both replicas, streams work through Serve, a replica killed mid-load loses no request
+that the client's retry does not recover (and is replaced), and per-key limits hold across
+the ingress replicas."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+import ray
+import yaml
+from conftest import free_port, make_settings
+from ray import serve
+
+from pixelsmith.ray import INGRESS_NAME, app, autoscaling_config, build_app, deployment_name
+
+ROOT = Path(__file__).resolve().parents[1]
+RATE_LIMIT = 3  # per minute and end user; the tests give every other request its own user
+
+
+@pytest.fixture(scope="module")
+def cluster(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    # Through the application builder, with text arguments, as `serve run` calls it.
+    application = app(
+        {
+            "model": "tiny",
+            "cache_dir": str(cache_dir),
+            "storage_dir": str(tmp_path_factory.mktemp("ray-images")),
+            "replicas": "2",
+            "ingress_replicas": "2",
+            "ray_actor_options": '{"num_cpus": 1}',
+            "ingress_cpus": "0.5",
+            "rate_limit_per_minute": str(RATE_LIMIT),
+            "moderation_prompt_classifier": "off",
+            "moderation_image_classifier": "none",
+            "log_level": "warning",
+        }
+    )
+    port = free_port()
+    ray.init(
+        num_cpus=6,
+        include_dashboard=False,
+        namespace="pixelsmith-tests",
+        _node_ip_address="127.0.0.1",
+        _temp_dir=str(tmp_path_factory.mktemp("ray")),
+        log_to_driver=False,
+    )
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(application, name=INGRESS_NAME, route_prefix="/")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def official_client(base_url: str, retries: int = 0) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{base_url}/v1", api_key="x", max_retries=retries, timeout=120)
+
+
+def replica_pids(expected: int, timeout: float = 90) -> set[int]:
+    handle = serve.get_deployment_handle(deployment_name("tiny"), app_name=INGRESS_NAME)
+    deadline = time.monotonic() + timeout
+    pids: set[int] = set()
+    while time.monotonic() < deadline:
+        found = {handle.identity.remote().result()["pid"] for _ in range(12)}
+        if len(found) >= expected:
+            return found
+        pids |= found
+        time.sleep(0.5)
+    raise TimeoutError(f"saw replicas {pids}, expected {expected}")
+
+
+def generate(base_url: str, **fields: object) -> httpx.Response:
+    body = {"prompt": "a lighthouse", "size": "64x64", "user": uuid.uuid4().hex, **fields}
+    return httpx.post(f"{base_url}/v1/images/generations", json=body, timeout=120)
+
+
+def test_requests_spread_over_both_replicas(cluster):
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(
+            pool.map(lambda _: generate(cluster, size="128x128", num_inference_steps=12), range(8))
+        )
+    assert all(response.status_code == 200 for response in responses), [
+        response.text for response in responses if response.status_code != 200
+    ]
+    served_by = {response.headers["x-pixelsmith-replica"] for response in responses}
+    assert len(served_by) == 2, served_by
+    assert all(response.json()["data"][0]["b64_json"] for response in responses)
+
+
+def test_streaming_through_serve(cluster):
+    with official_client(cluster) as client:
+        stream = client.images.generate(
+            model="tiny",
+            prompt="a lighthouse",
+            size="64x64",
+            quality="high",  # enough steps for two previews
+            stream=True,
+            partial_images=2,
+            user=uuid.uuid4().hex,
+        )
+        kinds = [event.type for event in stream]
+    assert kinds.count("image_generation.partial_image") == 2
+    assert kinds[-1] == "image_generation.completed"
+
+
+def test_errors_come_back_as_on_one_process(cluster):
+    with official_client(cluster) as client:
+        with pytest.raises(openai.NotFoundError) as missing:
+            client.images.generate(model="no-such-model", prompt="x", user=uuid.uuid4().hex)
+        assert missing.value.code == "model_not_found"
+        with pytest.raises(openai.BadRequestError) as blocked:
+            client.images.generate(model="tiny", prompt="gory decapitation", user=uuid.uuid4().hex)
+        assert blocked.value.code == "moderation_blocked"
+        # One request id, Serve's, in the header and in the message.
+        request_id = blocked.value.response.headers.get_list("x-request-id")
+        assert len(request_id) == 1 and request_id[0] in blocked.value.message
+    ready = httpx.get(f"{cluster}/ready")
+    assert ready.status_code == 200 and ready.json()["queue_depth"] == {"tiny": 0}
+    deadline = time.monotonic() + 30
+    while 'pixelsmith_replicas{model="tiny"} 2.0' not in httpx.get(f"{cluster}/metrics").text:
+        assert time.monotonic() < deadline, "the ingress never reported 2 replicas"
+        time.sleep(0.5)
+
+
+def test_per_key_limits_hold_across_ingress_replicas(cluster):
+    user = uuid.uuid4().hex
+    statuses = [generate(cluster, user=user).status_code for _ in range(RATE_LIMIT + 3)]
+    assert statuses.count(200) == RATE_LIMIT, statuses
+    assert set(statuses[RATE_LIMIT:]) == {429}, statuses
+
+
+def test_a_killed_replica_loses_no_request_and_is_replaced(cluster):
+    before = replica_pids(2)
+    victim = sorted(before)[0]
+    client = official_client(cluster, retries=4)
+    request_closing = client  # closed below, with its connections
+
+    def one(index: int) -> int:
+        result = client.images.generate(
+            model="tiny",
+            prompt=f"a lighthouse, take {index}",
+            size="256x256",
+            extra_body={"num_inference_steps": 60},
+            user=uuid.uuid4().hex,
+        )
+        return len(result.data)
+
+    with ThreadPoolExecutor(10) as pool:
+        futures = [pool.submit(one, index) for index in range(10)]
+        time.sleep(1.0)  # the replicas are busy
+        os.kill(victim, signal.SIGKILL)
+        results = [future.result(timeout=300) for future in futures]
+    request_closing.close()
+    assert results == [1] * 10  # every request answered, after a retry where it had to
+    after = replica_pids(2)
+    assert victim not in after  # Serve started a new replica in its place
+
+
+def test_the_documented_serve_config_is_valid(cache_dir: Path, tmp_path: Path):
+    from ray.serve.schema import ServeDeploySchema
+
+    config = yaml.safe_load((ROOT / "deploy" / "serve-config.yaml").read_text())
+    schema = ServeDeploySchema.model_validate(config)
+    application = schema.applications[0]
+    assert application.import_path == "pixelsmith.ray:app"
+    built = app(dict(application.args))  # nothing loads: the models are only named
+    assert built is not None
+    settings = make_settings(cache_dir, tmp_path, replicas=4, ray_autoscaling_config="{}")
+    assert autoscaling_config(settings)["max_replicas"] == 4
+    assert build_app(settings) is not None
