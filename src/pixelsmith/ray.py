@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import threading
 from collections.abc import AsyncIterator
@@ -481,6 +482,16 @@ def app(args: dict[str, str] | None = None) -> Any:
     return build_app(settings)
 
 
+def _cpus_needed(settings: Settings) -> int:
+    models = len(Engine(engine_config(settings)).registry.specs)
+    per_replica = float((settings.ray_actor_options or {"num_cpus": 1}).get("num_cpus", 1))
+    replicas = settings.replicas
+    if settings.ray_autoscaling_config is not None:
+        replicas = int(autoscaling_config(settings)["max_replicas"])
+    ingress = max(1, settings.ingress_replicas or settings.replicas) * settings.ingress_cpus
+    return math.ceil(models * replicas * per_replica + ingress) + 1  # +1: Serve's own actors
+
+
 def run(settings: Settings) -> int:
     """`pixelsmith serve` with --replicas N or --ray-address: start or join a Ray cluster,
     run the application on the host and port of the settings, until SIGTERM or Ctrl-C."""
@@ -488,11 +499,19 @@ def run(settings: Settings) -> int:
 
     import ray
 
+    options: dict[str, Any] = {}
+    if settings.ray_address is None:
+        # A local cluster: enough logical CPUs for every replica (Ray counts them only to
+        # place actors), so that CPU-only model replicas leave room for the ingress.
+        options["num_cpus"] = max(os.cpu_count() or 1, _cpus_needed(settings))
+        if settings.host_is_loopback:
+            options["_node_ip_address"] = "127.0.0.1"  # and stays on loopback
     ray.init(
         address=settings.ray_address,
         include_dashboard=False,
         namespace="pixelsmith",
         log_to_driver=True,
+        **options,
     )
     serve.start(http_options={"host": settings.host, "port": settings.port})
     serve.run(build_app(settings), name=INGRESS_NAME, route_prefix="/", blocking=False)
