@@ -44,17 +44,19 @@ def sample(text: str, name: str, **labels: str) -> float:
 def test_metrics_count_what_the_server_does(observed):
     base = observed.base_url
     before = httpx.get(f"{base}/metrics").text
-    client = openai.OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0)
-    client.images.generate(model="tiny", prompt="a lighthouse", size="64x64", n=2)
-    client.images.generate(model="tiny", prompt="a lighthouse", size="64x64", response_format="url")
-    stream = client.images.generate(
-        model="tiny", prompt="a lighthouse", size="64x64", stream=True, partial_images=1
-    )
-    assert [event.type for event in stream][-1] == "image_generation.completed"
-    with pytest.raises(openai.BadRequestError):
-        client.images.generate(model="tiny", prompt="gory decapitation", size="64x64")
-    with pytest.raises(openai.NotFoundError):
-        client.images.generate(model="no-such-model", prompt="x")
+    with openai.OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0) as client:
+        client.images.generate(model="tiny", prompt="a lighthouse", size="64x64", n=2)
+        client.images.generate(
+            model="tiny", prompt="a lighthouse", size="64x64", response_format="url"
+        )
+        stream = client.images.generate(
+            model="tiny", prompt="a lighthouse", size="64x64", stream=True, partial_images=1
+        )
+        assert [event.type for event in stream][-1] == "image_generation.completed"
+        with pytest.raises(openai.BadRequestError):
+            client.images.generate(model="tiny", prompt="gory decapitation", size="64x64")
+        with pytest.raises(openai.NotFoundError):
+            client.images.generate(model="no-such-model", prompt="x")
 
     response = httpx.get(f"{base}/metrics")
     assert response.status_code == 200

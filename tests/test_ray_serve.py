@@ -179,3 +179,43 @@ def test_the_documented_serve_config_is_valid(cache_dir: Path, tmp_path: Path):
     settings = make_settings(cache_dir, tmp_path, replicas=4, ray_autoscaling_config="{}")
     assert autoscaling_config(settings)["max_replicas"] == 4
     assert build_app(settings) is not None
+
+
+def test_zz_serve_joins_a_running_cluster(cluster, cache_dir: Path, tmp_path: Path):
+    """`pixelsmith serve --ray-address` joins a cluster that is already running (this
+    module's) and deploys onto it, replacing the application of the same name. Last in the
+    module, since it takes the application over."""
+    import subprocess
+    import sys
+
+    address = ray.get_runtime_context().gcs_address
+    env = {
+        **os.environ,
+        "PIXELSMITH_CACHE_DIR": str(cache_dir),
+        "PIXELSMITH_STORAGE_DIR": str(tmp_path),
+        "PIXELSMITH_MODERATION_PROMPT_CLASSIFIER": "off",
+        "PIXELSMITH_MODERATION_IMAGE_CLASSIFIER": "none",
+        "PIXELSMITH_RAY_ACTOR_OPTIONS": '{"num_cpus": 1}',
+        "PIXELSMITH_INGRESS_CPUS": "0.1",
+    }
+    command = [
+        sys.executable, "-m", "pixelsmith", "serve", "--ray-address", address, "--model", "tiny",
+        "--rate-limit-per-minute", "0", "--port", str(free_port()),
+    ]  # fmt: skip
+    with (
+        (tmp_path / "serve.log").open("w") as log,
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=log, text=True) as cli,
+    ):
+        try:
+            assert cli.stdout is not None
+            assert "pixelsmith on Ray Serve" in cli.stdout.readline()
+            # Serve was running: the application answers on the cluster's HTTP port. The
+            # new one has no per-key limits, which the old one had.
+            user = uuid.uuid4().hex
+            statuses = [generate(cluster, user=user).status_code for _ in range(RATE_LIMIT + 1)]
+            assert statuses == [200] * (RATE_LIMIT + 1), statuses
+            cli.send_signal(signal.SIGTERM)
+            assert cli.wait(timeout=120) == 0
+        finally:
+            if cli.poll() is None:
+                cli.kill()

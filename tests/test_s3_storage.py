@@ -68,10 +68,10 @@ def test_url_answers_are_presigned_and_expire(s3_endpoint, cache_dir: Path, tmp_
         moderation_image_classifier="none",
     )
     with RunningServer(create_app(settings)) as running:
-        client = openai.OpenAI(base_url=f"{running.base_url}/v1", api_key="x", max_retries=0)
-        result = client.images.generate(
-            model="tiny", prompt="a lighthouse", size="64x64", response_format="url", n=2
-        )
+        with openai.OpenAI(base_url=f"{running.base_url}/v1", api_key="x", max_retries=0) as client:
+            result = client.images.generate(
+                model="tiny", prompt="a lighthouse", size="64x64", response_format="url", n=2
+            )
         urls = [item.url for item in result.data]
         assert all(url and url.startswith(f"{s3_endpoint}/{BUCKET}/generated/") for url in urls)
         assert all("X-Amz-Signature=" in url and "X-Amz-Expires=" in url for url in urls)

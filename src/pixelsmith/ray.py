@@ -37,6 +37,7 @@ from typing import Any, cast
 
 from ray import serve
 from ray.exceptions import RayActorError, RayError
+from ray.serve.exceptions import BackPressureError, RayServeException
 from ray.serve.handle import DeploymentHandle
 
 from pixelsmith.api.limits import KeyLimiter
@@ -348,7 +349,17 @@ class RayBackend:
         except asyncio.CancelledError:
             stream.cancel()
             raise
-        except (RayActorError, RayError) as exc:
+        except BackPressureError:
+            # Serve's own queue for the model is full too: as a full queue on one process.
+            if not output.done():
+                output.set_exception(
+                    RateLimitError(
+                        f"The server is busy: every replica of model {spec.id} has a full "
+                        "queue. Retry shortly.",
+                        retry_after_seconds=DEPTH_POLL_SECONDS,
+                    )
+                )
+        except (RayActorError, RayError, RayServeException) as exc:
             logger.warning("a %s replica failed during a call: %s", spec.id, type(exc).__name__)
             if not output.done():
                 output.set_exception(
