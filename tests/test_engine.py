@@ -655,3 +655,35 @@ def test_a_stopping_worker_refuses_new_jobs_and_answers_every_accepted_one():
         assert [future.result().seeds for future in accepted] == [(0,), (1,), (2,)]
 
     asyncio.run(scenario())
+
+
+def test_interactive_jobs_wait_behind_no_queued_batch_line():
+    """Batch lines fill idle time: an interactive job queued after them runs first, right after
+    the call already running; among batch lines, first come first served."""
+    from pixelsmith.engine.jobs import BATCH_PRIORITY
+
+    order: list[str] = []
+    gate = threading.Event()
+
+    def runner(jobs: list[GenerationJob]) -> list[GenerationOutput]:
+        gate.wait(10)
+        order.extend(job.prompt for job in jobs)
+        return [GenerationOutput(images=[None], seeds=job.seeds, prompt_tokens=1) for job in jobs]
+
+    def job(prompt: str, priority: int) -> GenerationJob:
+        return GenerationJob(prompt=prompt, width=64, height=64, num_inference_steps=1,
+                             guidance_scale=0.0, seeds=(1,), priority=priority)  # fmt: skip
+
+    async def scenario() -> None:
+        worker = PipelineWorker("test", runner, max_queue_size=16)
+        worker.start()
+        running = worker.enqueue(job("batch-0", BATCH_PRIORITY))
+        await asyncio.sleep(0.05)  # batch-0 is on the device
+        queued = [worker.enqueue(job(f"batch-{index}", BATCH_PRIORITY)) for index in (1, 2)]
+        interactive = worker.enqueue(job("interactive", 0))
+        gate.set()
+        await asyncio.gather(running, *queued, interactive)
+        await worker.stop()
+
+    asyncio.run(scenario())
+    assert order == ["batch-0", "interactive", "batch-1", "batch-2"]

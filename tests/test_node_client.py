@@ -99,3 +99,23 @@ def test_the_npm_client_speaks_todays_api(server, tmp_path: Path):
     for part in ("twoImages", "markedUp"):
         assert Image.open(io.BytesIO(decoded(part))).size == (64, 64)
     assert summary["error"] == {"status": 400, "param": "quality", "code": "invalid_value"}
+
+
+def test_the_npm_client_runs_a_batch(server):
+    node = shutil.which("node")
+    assert node is not None, "Node.js is needed for this test (make test installs the client)"
+    result = subprocess.run(
+        [node, str(NODE_DIR / "batch.mjs"), f"{server.base_url}/v1"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "completed"
+    assert summary["counts"] == {"total": 2, "completed": 2, "failed": 0}
+    assert sorted(summary["outputs"], key=lambda entry: entry["custom_id"]) == [
+        {"custom_id": "a", "status_code": 200, "images": 1},
+        {"custom_id": "b", "status_code": 200, "images": 1},
+    ]
+    assert summary["listed_first"]

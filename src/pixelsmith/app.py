@@ -15,13 +15,14 @@ from starlette.responses import Response
 from pixelsmith import __version__, metrics
 from pixelsmith.api.access_log import AccessLogMiddleware
 from pixelsmith.api.auth import APIKeyChecker, APIKeyMiddleware
+from pixelsmith.api.batches import BatchService, BatchStore
 from pixelsmith.api.body_limits import BodyLimitMiddleware
 from pixelsmith.api.draining import DrainMiddleware, DrainState
 from pixelsmith.api.error_handlers import install_error_handlers
 from pixelsmith.api.limits import KeyLimiter, KeyLimitMiddleware, SharedLimiter
 from pixelsmith.api.middleware import RequestContextMiddleware
 from pixelsmith.api.openapi import install_openapi
-from pixelsmith.api.routes import images, models, moderations, playground
+from pixelsmith.api.routes import batches, files, images, models, moderations, playground
 from pixelsmith.api.transport.fetch import ImageFetcher
 from pixelsmith.api.transport.responses import JSONResponse
 from pixelsmith.builders import build_engine, build_store
@@ -29,6 +30,7 @@ from pixelsmith.matting import build_matting
 from pixelsmith.moderation import Moderator, build_moderator
 from pixelsmith.service import ImageService
 from pixelsmith.service.backend import ServingBackend
+from pixelsmith.service.files import Database, FileService
 from pixelsmith.service.models import ModelCatalog
 from pixelsmith.settings import Settings, load_settings
 from pixelsmith.storage import ImageStore
@@ -36,13 +38,24 @@ from pixelsmith.storage import ImageStore
 logger = logging.getLogger("pixelsmith")
 
 
-async def _sweep_forever(store: ImageStore, interval: float) -> None:
+async def _sweep_forever(store: ImageStore, files: FileService, interval: float) -> None:
     while True:
-        try:
-            await asyncio.to_thread(store.sweep)
-        except Exception:  # a failed sweep must never stop the next one
-            logger.exception("sweeping expired images failed")
+        for what, sweep in (("images", store.sweep), ("files", files.sweep)):
+            try:
+                await asyncio.to_thread(sweep)
+            except Exception:  # a failed sweep must never stop the next one
+                logger.exception("sweeping expired %s failed", what)
         await asyncio.sleep(interval)
+
+
+def _own_base_url(settings: Settings) -> str:
+    """Where clients reach this server, for the image URLs of batch lines (which come with
+    no request of their own to take a Host from)."""
+    if settings.public_base_url:
+        return settings.public_base_url
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{settings.port}"
 
 
 def create_app(
@@ -53,6 +66,7 @@ def create_app(
     moderator: Moderator | None = None,
     limiter: SharedLimiter | None = None,
     proxy_request_ids: bool = False,
+    run_batches: bool = True,
 ) -> FastAPI:
     """Build the ASGI app. An injected `engine` (the in-process Engine, or pixelsmith.ray's
     backend) may already be loaded; otherwise it is built and loaded at startup (which fails
@@ -92,17 +106,25 @@ def create_app(
                 "it can generate images. Set PIXELSMITH_API_KEYS or --api-keys-file.",
                 settings.host,
             )
+        batch_runner = None
+        if app.state.batch_service is not None:
+            batch_runner = asyncio.create_task(app.state.batch_service.run_forever())
         sweeper = asyncio.create_task(
-            _sweep_forever(app.state.image_store, settings.sweep_interval_seconds)
+            _sweep_forever(
+                app.state.image_store, app.state.file_service, settings.sweep_interval_seconds
+            )
         )
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in (sweeper, batch_runner):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await the_engine.stop()
             await asyncio.to_thread(app.state.image_store.close)
+            app.state.file_service.database.close()
 
     app = FastAPI(
         title="pixelsmith",
@@ -121,6 +143,19 @@ def create_app(
     )
     app.state.model_catalog = ModelCatalog(app.state.engine.registry, created=int(time.time()))
     app.state.drain = DrainState()
+    database = Database(settings.resolved_database_path())
+    app.state.file_service = FileService(database, app.state.image_store)
+    app.state.batch_service = (
+        BatchService(
+            BatchStore(database),
+            app.state.file_service,
+            lambda: app.state.image_service,
+            base_url=lambda: _own_base_url(settings),
+            concurrency=settings.max_batch_size,
+        )
+        if run_batches
+        else None
+    )
 
     install_error_handlers(app)
     install_openapi(app)
@@ -141,6 +176,8 @@ def create_app(
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestContextMiddleware, proxy_request_ids=proxy_request_ids)
     app.include_router(images.router)
+    app.include_router(files.router)
+    app.include_router(batches.router)
     app.include_router(images.files_router)
     app.include_router(models.router)
     app.include_router(moderations.router)

@@ -16,6 +16,7 @@ import pybase64
 from pydantic import ValidationError
 
 from pixelsmith import __version__
+from pixelsmith.batch_cli import add_batch_parser, run_batch_command
 from pixelsmith.errors import APIError
 from pixelsmith.logs import configure_logging
 from pixelsmith.settings import Settings, load_settings
@@ -123,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_image_options(edit, default_output="edited.png")
     add_settings_flags(edit)
 
+    add_batch_parser(commands)
+
     models = commands.add_parser("models", help="List the configured models, or the presets.")
     models.add_argument("--json", action="store_true", help="Print JSON.")
     models.add_argument("--presets", action="store_true", help="List the built-in presets instead.")
@@ -132,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "batch":  # a client of a running server: no settings, no models
+        return run_batch_command(args)
     try:
         settings = settings_from_args(args)
         from pixelsmith.builders import build_engine

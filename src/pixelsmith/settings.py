@@ -412,6 +412,11 @@ class Settings(BaseSettings):
         default=None,
         description="Directory for images returned as URLs. Default: <cache_dir>/images.",
     )
+    database_path: Path | None = Field(
+        default=None,
+        description="SQLite database of uploaded files (and batches). Default: "
+        "<storage_dir>/pixelsmith.db.",
+    )
     storage_file_mode: str = Field(
         default="600",
         pattern=r"^[0-7]{3}$",
@@ -548,6 +553,9 @@ class Settings(BaseSettings):
             return ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return False
+
+    def resolved_database_path(self) -> Path:
+        return (self.database_path or self.resolved_storage_dir() / "pixelsmith.db").expanduser()
 
     def resolved_storage_dir(self) -> Path:
         assert self.storage_dir is not None  # set by _expand_paths

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pixelsmith.api.transport.bodies import MAX_IMAGE_URL_CHARS, MAX_IMAGES
 from pixelsmith.errors import error_body
+from pixelsmith.service.files import MAX_FILE_BYTES
 from pixelsmith.service.inputs import MAX_UPLOAD_BYTES
 
 MB = 1_000_000
@@ -30,6 +31,8 @@ BODY_LIMITS: dict[str, tuple[int, int]] = {
     "/v1/images/variations": (DEFAULT_BODY_BYTES, MAX_UPLOAD_BYTES + MB),
     # up to 32 inputs, images as data: URLs of at most 20 MB decoded in all that fits
     "/v1/moderations": (64 * MB, DEFAULT_BODY_BYTES),
+    # a file of up to 512 MB (OpenAI's limit) and its fields; spooled to disk as it arrives
+    "/v1/files": (DEFAULT_BODY_BYTES, MAX_FILE_BYTES + MB),
 }
 
 

@@ -143,6 +143,21 @@ def _validation_error(error: dict[str, Any]) -> tuple[str, str | None, str]:
     return f"Invalid '{param}': {error.get('msg', 'invalid value')}.", param, "invalid_value"
 
 
+def validation_error_body(exc: RequestValidationError) -> dict[str, Any]:
+    message, param, code = _validation_error(dict(exc.errors()[0]))
+    return error_body(message, type="invalid_request_error", param=param, code=code)
+
+
+def error_answer(exc: Exception) -> tuple[int, dict[str, Any]] | None:
+    """The status and body an HTTP route would answer for `exc` (for callers that answer
+    without HTTP: batch lines), or None for an unexpected error."""
+    if isinstance(exc, APIError):
+        return exc.status_code, exc.to_body()
+    if isinstance(exc, RequestValidationError):
+        return 400, validation_error_body(exc)
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def api_error(request: Request, exc: APIError) -> JSONResponse:
@@ -152,9 +167,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        message, param, code = _validation_error(dict(exc.errors()[0]))
-        body = error_body(message, type="invalid_request_error", param=param, code=code)
-        return error_response(400, body, request)
+        return error_response(400, validation_error_body(exc), request)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -26,6 +26,10 @@ class Drafting:
     refine_strength: float | None = None
 
 
+INTERACTIVE_PRIORITY = 0
+BATCH_PRIORITY = 1
+
+
 @dataclass(frozen=True)
 class GenerationJob:
     """One pipeline call: `len(seeds)` images of one prompt, one seed per image.
@@ -61,6 +65,9 @@ class GenerationJob:
     )
     # Set when nobody wants the result any more: the run stops after the current step.
     cancelled: threading.Event | None = field(default=None, compare=False, repr=False)
+    # Queue order: a waiting job runs before every waiting job of a higher number. 0:
+    # interactive requests; BATCH_PRIORITY: lines of batch jobs, which only fill idle time.
+    priority: int = 0
 
     @property
     def num_images(self) -> int:

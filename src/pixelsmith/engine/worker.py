@@ -114,11 +114,21 @@ class PipelineWorker:
             self._waiting -= 1
 
     def _pop_live(self) -> _Pending | None:
-        while self._pending:
-            pending = self._pending.popleft()
-            if not pending.future.done():  # a job cancelled while waiting never runs
-                return pending
-        return None
+        """The next job to run: the first waiting one of the lowest priority number (an
+        interactive request before batch lines, first come first served within each)."""
+        while self._pending and self._pending[0].future.done():
+            self._pending.popleft()  # a job cancelled while waiting never runs
+        best: _Pending | None = None
+        for pending in self._pending:
+            if pending.future.done():
+                continue
+            if best is None or pending.job.priority < best.job.priority:
+                best = pending
+                if best.job.priority == 0:
+                    break
+        if best is not None:
+            self._pending.remove(best)
+        return best
 
     def _take_compatible(self, batch: list[_Pending], key: Hashable) -> int:
         """Move waiting jobs with `key` into `batch` while they fit; return its image count.

@@ -33,6 +33,7 @@ from pixelsmith.api.protocol import (
     ImagesResponse,
 )
 from pixelsmith.engine import GenerationOutput, UnsupportedJobError
+from pixelsmith.engine.jobs import INTERACTIVE_PRIORITY
 from pixelsmith.errors import INTERNAL_ERROR_MESSAGE, APIError, error_body
 from pixelsmith.matting import KeyedBackgroundMatting, Matting
 from pixelsmith.moderation import Moderator
@@ -66,6 +67,8 @@ class RequestContext:
     request_id: str  # in logs and in error messages, for the client to quote
     base_url: str = ""  # where image URLs point (response_format="url")
     outcome: RequestOutcome = field(default_factory=RequestOutcome)
+    # Queue priority of its jobs (engine/jobs.py): batch lines wait behind interactive work.
+    priority: int = INTERACTIVE_PRIORITY
 
 
 class ImageService:
@@ -124,7 +127,7 @@ class ImageService:
         )
         if plan.stream:
             # Queued now: a full queue is a 429 before any event.
-            run = _Run(self.backend, plan, previews=True)
+            run = _Run(self.backend, plan, previews=True, priority=context.priority)
             await run.queued()
             return ImageStream(self._events(plan, moderation, run, context), run)
         return await self._complete(plan, moderation, context)
@@ -132,7 +135,7 @@ class ImageService:
     async def _complete(
         self, plan: ImagePlan, moderation: RequestModeration, context: RequestContext
     ) -> ImagesResponse:
-        output = await _Run(self.backend, plan, previews=False).output()
+        output = await _Run(self.backend, plan, previews=False, priority=context.priority).output()
         context.outcome.replica = output.served_by
         await moderation.prompt()
         data = await asyncio.to_thread(self._image_data, output, plan, moderation, context)
@@ -252,7 +255,14 @@ class _Run:
     """One job on the backend's queue: its output to come, its previews as they arrive, and a
     switch that stops it."""
 
-    def __init__(self, backend: ImageBackend, plan: ImagePlan, *, previews: bool) -> None:
+    def __init__(
+        self,
+        backend: ImageBackend,
+        plan: ImagePlan,
+        *,
+        previews: bool,
+        priority: int = INTERACTIVE_PRIORITY,
+    ) -> None:
         self._plan = plan
         self._backend = backend
         self._cancelled = threading.Event()
@@ -268,7 +278,10 @@ class _Run:
                 loop.call_soon_threadsafe(self._previews.put_nowait, (index, images))
 
         job = replace(
-            plan.job, cancelled=self._cancelled, on_preview=on_preview if previews else None
+            plan.job,
+            cancelled=self._cancelled,
+            on_preview=on_preview if previews else None,
+            priority=priority,
         )
         self._output = backend.enqueue(plan.spec, job)
         # The end of the run, however it ends, is the last item of the previews' queue. Its

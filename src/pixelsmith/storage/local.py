@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 NAME_PATTERN = re.compile(rf"^[0-9a-f]{{32}}\.({'|'.join(MEDIA_TYPES)})$")
 EXPIRES_PATTERN = re.compile(r"^[0-9]{1,12}$")
 SIGNATURE_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+BLOB_KEY_PATTERN = re.compile(r"^[a-z]+/[a-z]+-[0-9a-f]{8,64}$")
 MIN_KEY_BYTES = 32
 SIGNING_KEY_FILE = ".signing-key"
 
@@ -61,6 +62,14 @@ class ImageStore(Protocol):
     def close(self) -> None:
         """Release connections (at shutdown)."""
         ...
+
+    # Blobs: other contents kept where the images are (uploaded and batch files), under
+    # server-made keys such as "files/file-1a2b"; no URLs, no sweep (their owners expire them).
+    def put_blob(self, key: str, data: bytes) -> None: ...
+
+    def get_blob(self, key: str) -> bytes: ...
+
+    def delete_blob(self, key: str) -> None: ...
 
 
 class LocalImageStore:
@@ -166,6 +175,26 @@ class LocalImageStore:
 
     def close(self) -> None:
         pass  # nothing held open
+
+    def _blob_path(self, key: str) -> Path:
+        if not BLOB_KEY_PATTERN.match(key):
+            raise ValueError(f"invalid blob key {key!r}")
+        return self.directory / key
+
+    def put_blob(self, key: str, data: bytes) -> None:
+        path = self._blob_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.partial")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.file_mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+
+    def get_blob(self, key: str) -> bytes:
+        return self._blob_path(key).read_bytes()
+
+    def delete_blob(self, key: str) -> None:
+        self._blob_path(key).unlink(missing_ok=True)
 
     def sweep(self) -> int:
         """Delete images older than the URL lifetime. Returns how many were removed."""

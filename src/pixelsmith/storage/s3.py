@@ -105,6 +105,17 @@ class S3ImageStore:
     def close(self) -> None:
         self._client.close()
 
+    def put_blob(self, key: str, data: bytes) -> None:
+        self._client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data)
+
+    def get_blob(self, key: str) -> bytes:
+        response = self._client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+        data: bytes = response["Body"].read()
+        return data
+
+    def delete_blob(self, key: str) -> None:
+        self._client.delete_object(Bucket=self.bucket, Key=self.prefix + key)
+
     def sweep(self) -> int:
         """Delete this server's images older than the URL lifetime (only names it makes, under
         its prefix). Returns how many were removed."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from fastapi import APIRouter, Query, Request
@@ -12,11 +13,13 @@ from pixelsmith.api.access_log import record
 from pixelsmith.api.limits import take_limit_slot
 from pixelsmith.api.openapi import edit_body, error_responses, streamed, variation_body
 from pixelsmith.api.protocol import CreateImageRequest, ImagesResponse
+from pixelsmith.api.routes.files import owner_of
 from pixelsmith.api.transport.bodies import read_edit, read_variation
 from pixelsmith.api.transport.streaming import answer
 from pixelsmith.errors import NotFoundError, PermissionDeniedError
 from pixelsmith.imaging import MEDIA_TYPES
 from pixelsmith.service import ImageService, RequestContext
+from pixelsmith.service.files import FileService
 from pixelsmith.storage import ImageStore, LocalImageStore
 from pixelsmith.storage.local import InvalidImageURL
 
@@ -62,7 +65,13 @@ async def create_image(body: CreateImageRequest, request: Request) -> Response:
 )
 async def create_image_edit(request: Request) -> Response:
     """Edit an image from a prompt (OpenAI `images.edit`), multipart or JSON."""
-    edit, inputs = await read_edit(request, request.app.state.image_fetcher)
+    owner = owner_of(request)
+    service: FileService = request.app.state.file_service
+
+    async def uploaded(file_id: str) -> bytes:
+        return (await asyncio.to_thread(service.content, owner, file_id))[1]
+
+    edit, inputs = await read_edit(request, request.app.state.image_fetcher, uploaded)
     await take_limit_slot(request.scope, edit.end_user)
     return await answer(request, _service(request).edit(edit, inputs, _context(request)))
 

@@ -10,6 +10,7 @@ turned fetching on (fetch.py).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import orjson
@@ -21,7 +22,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from pixelsmith.api.protocol import CreateImageEditRequest, CreateImageVariationRequest
 from pixelsmith.api.transport.fetch import ImageFetcher
-from pixelsmith.errors import InvalidRequestError, PayloadTooLargeError, shown
+from pixelsmith.errors import InvalidRequestError, NotFoundError, PayloadTooLargeError, shown
 from pixelsmith.service.inputs import MAX_UPLOAD_BYTES, InputImages, decode_data_url
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -117,21 +118,38 @@ def _put(fields: dict[str, Any], key: str, value: str) -> None:
 MAX_IMAGE_URL_CHARS = 20_971_520
 
 
-async def image_ref_bytes(reference: Any, param: str, fetcher: ImageFetcher | None) -> bytes:
-    """The bytes of a JSON `{"image_url": ...}` reference: a base64 data: URL, or an http(s)
-    URL when the operator turned fetching on (`fetcher`); see fetch.py for its safeguards."""
+# The bytes of a file uploaded through the Files API, by id, for the caller's own files.
+FileReader = Callable[[str], Awaitable[bytes]]
+
+
+async def image_ref_bytes(
+    reference: Any, param: str, fetcher: ImageFetcher | None, files: FileReader | None = None
+) -> bytes:
+    """The bytes of a JSON `{"image_url": ...}` or `{"file_id": ...}` reference: a base64
+    data: URL, an http(s) URL when the operator turned fetching on (`fetcher`; see fetch.py
+    for its safeguards), or an uploaded file of the caller's (`files`)."""
     if not isinstance(reference, dict) or set(reference) - {"image_url", "file_id"}:
         raise InvalidRequestError(
-            f"Invalid '{param}': expected an object with 'image_url'.",
+            f"Invalid '{param}': expected an object with 'image_url' or 'file_id'.",
             param=param,
             code="invalid_type",
         )
     if "file_id" in reference:
-        raise InvalidRequestError(
-            f"Invalid '{param}': file_id references are not supported; send image_url.",
-            param=param,
-            code="unsupported_value",
-        )
+        file_id = reference["file_id"]
+        if files is None or not isinstance(file_id, str):
+            raise InvalidRequestError(
+                f"Invalid '{param}.file_id': expected the id of an uploaded file.",
+                param=f"{param}.file_id",
+                code="invalid_value",
+            )
+        try:
+            return await files(file_id)
+        except NotFoundError:
+            raise InvalidRequestError(
+                f"Invalid '{param}.file_id': no such file: {shown(file_id)}.",
+                param=f"{param}.file_id",
+                code="invalid_value",
+            ) from None
     url = reference.get("image_url")
     if not isinstance(url, str):
         raise InvalidRequestError(
@@ -185,46 +203,65 @@ async def read_form(request: Request, *, max_fields: int) -> FormData:
 
 
 async def read_edit(
-    request: Request, fetcher: ImageFetcher | None
+    request: Request, fetcher: ImageFetcher | None, files: FileReader | None = None
 ) -> tuple[CreateImageEditRequest, InputImages]:
     """An edit's fields and images, from multipart (the official clients) or JSON."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         form = await read_form(request, max_fields=64)
         try:
-            files, fields = await read_form_files(form, ("image", "mask", "markup"))
+            uploads, fields = await read_form_files(form, ("image", "mask", "markup"))
         finally:
             await form.close()
-        images, param = files.get("image", []), "image"
-        masks, markups = files.get("mask", []), files.get("markup", [])
+        images, param = uploads.get("image", []), "image"
+        masks, markups = uploads.get("mask", []), uploads.get("markup", [])
     elif content_type.startswith("application/json"):
-        fields = _json_object(await request.body())
-        param = "images"
-        references = fields.pop("images", None)
-        if not isinstance(references, list) or not references:
-            raise InvalidRequestError(
-                "Missing required parameter: 'images' (a list of {\"image_url\": ...}).",
-                param="images",
-                code="missing_required_parameter",
-            )
-        if len(references) > MAX_IMAGES:  # before anything is decoded or fetched
-            raise InvalidRequestError(
-                f"Too many images: at most {MAX_IMAGES}.", param="images", code="too_many_images"
-            )
-        images = [
-            await image_ref_bytes(reference, f"images[{index}]", fetcher)
-            for index, reference in enumerate(references)
-        ]
-        masks, markups = [], []
-        for name, found in (("mask", masks), ("markup", markups)):
-            reference = fields.pop(name, None)
-            if reference:
-                found.append(await image_ref_bytes(reference, name, fetcher))
+        return await json_edit(_json_object(await request.body()), fetcher, files)
     else:
         raise InvalidRequestError(
             "Send edits as multipart/form-data (as the official clients do) or as JSON.",
             code="invalid_content_type",
         )
+    return _edit_of(fields, images, masks, markups, param)
+
+
+async def json_edit(
+    fields: dict[str, Any], fetcher: ImageFetcher | None, files: FileReader | None = None
+) -> tuple[CreateImageEditRequest, InputImages]:
+    """An edit from a JSON body (`images` as a list of references, `mask` and `markup` as
+    one): the interactive route's JSON form, and the body of a batch line."""
+    param = "images"
+    references = fields.pop("images", None)
+    if not isinstance(references, list) or not references:
+        raise InvalidRequestError(
+            "Missing required parameter: 'images' (a list of {\"image_url\": ...}).",
+            param="images",
+            code="missing_required_parameter",
+        )
+    if len(references) > MAX_IMAGES:  # before anything is decoded or fetched
+        raise InvalidRequestError(
+            f"Too many images: at most {MAX_IMAGES}.", param="images", code="too_many_images"
+        )
+    images = [
+        await image_ref_bytes(reference, f"images[{index}]", fetcher, files)
+        for index, reference in enumerate(references)
+    ]
+    masks: list[bytes] = []
+    markups: list[bytes] = []
+    for name, found in (("mask", masks), ("markup", markups)):
+        reference = fields.pop(name, None)
+        if reference:
+            found.append(await image_ref_bytes(reference, name, fetcher, files))
+    return _edit_of(fields, images, masks, markups, param)
+
+
+def _edit_of(
+    fields: dict[str, Any],
+    images: list[bytes],
+    masks: list[bytes],
+    markups: list[bytes],
+    param: str,
+) -> tuple[CreateImageEditRequest, InputImages]:
     edit = validate(CreateImageEditRequest, fields)
     for name, found in (("mask", masks), ("markup", markups)):
         if len(found) > 1:
