@@ -304,3 +304,20 @@ def test_the_cli_submits_follows_and_downloads(server, tmp_path: Path):
         assert image.size == (64, 64)
     missing = cli("status", "batch_nope")
     assert missing.returncode == 1 and "404" in missing.stderr
+
+
+def test_finished_batches_are_swept_after_thirty_days(clients, server):
+    one, _ = clients
+    store = server.server.config.app.state.batch_service.store
+    source = one.files.create(
+        file=("old.jsonl", jsonl(line("x", {"model": "tiny", "prompt": "x", "size": "64x64"}))),
+        purpose="batch",
+    )
+    batch = one.batches.create(
+        input_file_id=source.id, endpoint="/v1/images/generations", completion_window="24h"
+    )
+    wait_for(one, batch.id, {"completed"})
+    assert store.sweep() == 0  # young
+    assert store.sweep(older_than_seconds=-1) >= 1
+    with pytest.raises(openai.NotFoundError):
+        one.batches.retrieve(batch.id)

@@ -38,9 +38,14 @@ from pixelsmith.storage import ImageStore
 logger = logging.getLogger("pixelsmith")
 
 
-async def _sweep_forever(store: ImageStore, files: FileService, interval: float) -> None:
+async def _sweep_forever(
+    store: ImageStore, files: FileService, batches: BatchService | None, interval: float
+) -> None:
+    sweeps = [("images", store.sweep), ("files", files.sweep)]
+    if batches is not None:
+        sweeps.append(("batches", batches.store.sweep))
     while True:
-        for what, sweep in (("images", store.sweep), ("files", files.sweep)):
+        for what, sweep in sweeps:
             try:
                 await asyncio.to_thread(sweep)
             except Exception:  # a failed sweep must never stop the next one
@@ -111,7 +116,10 @@ def create_app(
             batch_runner = asyncio.create_task(app.state.batch_service.run_forever())
         sweeper = asyncio.create_task(
             _sweep_forever(
-                app.state.image_store, app.state.file_service, settings.sweep_interval_seconds
+                app.state.image_store,
+                app.state.file_service,
+                app.state.batch_service,
+                settings.sweep_interval_seconds,
             )
         )
         try:

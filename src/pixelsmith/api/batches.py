@@ -45,6 +45,8 @@ MAX_LINES = 50_000
 MAX_LIST_LIMIT = 100
 POLL_SECONDS = 0.5
 ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
+# Finished batches are kept this long, as OpenAI keeps batch files: 30 days.
+KEEP_FINISHED_SECONDS = 30 * 24 * 3600
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -160,6 +162,22 @@ class BatchStore:
         rows = self.database.execute("SELECT id, body FROM batches ORDER BY seq")
         return [row["id"] for row in rows if json.loads(row["body"])["status"] in ACTIVE]
 
+    def sweep(self, older_than_seconds: int = KEEP_FINISHED_SECONDS) -> int:
+        """Forget finished batches (and their lines) created more than this long ago; their
+        files expire on their own. Returns how many."""
+        cutoff = time.time() - older_than_seconds
+        rows = self.database.execute("SELECT id, body FROM batches")
+        old = [
+            row["id"]
+            for row in rows
+            if (batch := json.loads(row["body"]))["status"] not in ACTIVE
+            and batch["created_at"] < cutoff
+        ]
+        for batch_id in old:
+            self.database.execute("DELETE FROM batch_lines WHERE batch_id = ?", (batch_id,))
+            self.database.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
+        return len(old)
+
     def add_lines(self, batch_id: str, lines: list[tuple[int, str, str]]) -> None:
         self.database.executemany(
             "INSERT OR IGNORE INTO batch_lines (batch_id, line, custom_id, request) "
@@ -256,6 +274,13 @@ class BatchService:
         self._base_url = base_url
         self.concurrency = max(1, concurrency)
         self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _notify(self) -> None:
+        """Wake the runner; called from worker threads (the routes run the API off the loop),
+        so through the loop, which asyncio.Event needs."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
 
     # --- the API ------------------------------------------------------------------------
 
@@ -292,7 +317,7 @@ class BatchService:
             ),
         }
         self.store.insert(owner, batch)
-        self._wake.set()
+        self._notify()
         return public(batch)
 
     def retrieve(self, owner: str, batch_id: str) -> dict[str, Any]:
@@ -308,7 +333,7 @@ class BatchService:
             batch["status"] = "cancelling"
             batch["cancelling_at"] = int(time.time())
             self.store.save(batch)
-            self._wake.set()
+            self._notify()
         elif batch["status"] not in ("cancelling", "cancelled"):
             raise InvalidRequestError(
                 f"Cannot cancel a batch with status '{batch['status']}'.",
@@ -321,7 +346,9 @@ class BatchService:
 
     async def run_forever(self) -> None:
         """Work through the active batches, oldest first; sleep until a batch is created."""
+        self._loop = asyncio.get_running_loop()
         while True:
+            self._wake.clear()  # before reading: a batch created from here on wakes the wait
             ids = await asyncio.to_thread(self.store.active_ids)
             for batch_id in ids:
                 try:
@@ -333,7 +360,6 @@ class BatchService:
                     await asyncio.to_thread(self._fail, batch_id, "internal_error",
                                             "The server failed to run this batch.")  # fmt: skip
             if not ids:
-                self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=60)
                 except asyncio.TimeoutError:
