@@ -300,7 +300,7 @@ def test_the_cli_submits_follows_and_downloads(server, tmp_path: Path):
     assert downloaded.returncode == 0, downloaded.stderr
     assert (tmp_path / "out" / f"{batch_id}_output.jsonl").is_file()
     assert (tmp_path / "out" / f"{batch_id}_error.jsonl").is_file()
-    with Image.open(tmp_path / "out" / "lighthouse-0.png") as image:
+    with Image.open(tmp_path / "out" / "00001-lighthouse-0.png") as image:
         assert image.size == (64, 64)
     missing = cli("status", "batch_nope")
     assert missing.returncode == 1 and "404" in missing.stderr
@@ -321,3 +321,18 @@ def test_finished_batches_are_swept_after_thirty_days(clients, server):
     assert store.sweep(older_than_seconds=-1) >= 1
     with pytest.raises(openai.NotFoundError):
         one.batches.retrieve(batch.id)
+
+
+def test_line_separators_inside_json_strings_stay_in_their_line(clients):
+    one, _ = clients
+    body = {"model": "tiny", "prompt": "a lighthouse\u2028at dusk", "size": "64x64"}
+    raw = json.dumps(
+        {"custom_id": "sep", "method": "POST", "url": "/v1/images/generations", "body": body},
+        ensure_ascii=False,  # U+2028 written as itself, as JSON allows
+    )
+    source = one.files.create(file=("sep.jsonl", (raw + "\n").encode()), purpose="batch")
+    batch = one.batches.create(
+        input_file_id=source.id, endpoint="/v1/images/generations", completion_window="24h"
+    )
+    done = wait_for(one, batch.id, {"completed", "failed"})
+    assert done.status == "completed" and done.request_counts.completed == 1

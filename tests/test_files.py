@@ -132,4 +132,18 @@ def test_expired_files_are_gone_and_swept(clients, server):
     with pytest.raises(openai.NotFoundError):
         one.files.retrieve(created.id)
     assert service.sweep() == 1
-    assert not service.database.execute("SELECT id FROM files WHERE id = ?", (created.id,))
+    rows = service.database.execute("SELECT deleted FROM files WHERE id = ?", (created.id,))
+    assert rows[0]["deleted"] == 1  # kept as a tombstone for cursors, its contents gone
+    with pytest.raises(FileNotFoundError):
+        service.store.get_blob(f"files/{created.id}")
+
+
+def test_paging_goes_on_after_the_cursor_file_is_deleted(clients):
+    _, two = clients
+    made = {two.files.create(file=(f"d{i}.bin", b"x"), purpose="user_data").id for i in range(4)}
+    seen = []
+    for listed in two.files.list(limit=1, purpose="user_data"):
+        if listed.id in made:
+            seen.append(listed.id)
+            two.files.delete(listed.id)  # the next page starts after a deleted file
+    assert set(seen) == made

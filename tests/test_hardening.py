@@ -142,6 +142,15 @@ def test_half_open_connections_are_closed(edge_server):
         assert reused.recv(4096).startswith(b"HTTP/1.1 200")
         reused.sendall(b"GET /health HTTP/1.1\r\nHo")
         assert closed_within(reused, 5)
+    # An idle keep-alive connection is the keep-alive timeout's (5 s), not the header
+    # timeout's (0.5 s): it serves a second request after a pause.
+    with socket.create_connection(("127.0.0.1", edge_server.port)) as idle:
+        idle.settimeout(5)
+        idle.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert idle.recv(4096).startswith(b"HTTP/1.1 200")
+        time.sleep(1.5)
+        idle.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert idle.recv(4096).startswith(b"HTTP/1.1 200")
     still_serving(edge_server.base_url)
 
 

@@ -82,7 +82,10 @@ def test_url_answers_are_presigned_and_expire(s3_endpoint, cache_dir: Path, tmp_
             assert image.content.startswith(b"\x89PNG")
         with closing(boto3.client("s3")) as s3:
             listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="generated/")
+            tags = s3.get_object_tagging(Bucket=BUCKET, Key=listed["Contents"][0]["Key"])
         assert len(listed["Contents"]) == 2
+        # What the documented lifecycle rule selects.
+        assert tags["TagSet"] == [{"Key": "pixelsmith", "Value": "image"}]
         # The local file route has nothing to serve with object storage.
         assert httpx.get(f"{running.base_url}/v1/images/files/x.png").status_code == 404
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -39,9 +39,11 @@ logger = logging.getLogger("pixelsmith")
 
 
 async def _sweep_forever(
-    store: ImageStore, files: FileService, batches: BatchService | None, interval: float
+    store: ImageStore, files: FileService | None, batches: BatchService | None, interval: float
 ) -> None:
-    sweeps = [("images", store.sweep), ("files", files.sweep)]
+    sweeps: list[tuple[str, Callable[[], int]]] = [("images", store.sweep)]
+    if files is not None:
+        sweeps.append(("files", files.sweep))
     if batches is not None:
         sweeps.append(("batches", batches.store.sweep))
     while True:
@@ -71,7 +73,7 @@ def create_app(
     moderator: Moderator | None = None,
     limiter: SharedLimiter | None = None,
     proxy_request_ids: bool = False,
-    run_batches: bool = True,
+    serve_files_and_batches: bool = True,
 ) -> FastAPI:
     """Build the ASGI app. An injected `engine` (the in-process Engine, or pixelsmith.ray's
     backend) may already be loaded; otherwise it is built and loaded at startup (which fails
@@ -132,7 +134,8 @@ def create_app(
                         await task
             await the_engine.stop()
             await asyncio.to_thread(app.state.image_store.close)
-            app.state.file_service.database.close()
+            if app.state.file_service is not None:
+                app.state.file_service.database.close()
 
     app = FastAPI(
         title="pixelsmith",
@@ -151,19 +154,18 @@ def create_app(
     )
     app.state.model_catalog = ModelCatalog(app.state.engine.registry, created=int(time.time()))
     app.state.drain = DrainState()
-    database = Database(settings.resolved_database_path())
-    app.state.file_service = FileService(database, app.state.image_store)
-    app.state.batch_service = (
-        BatchService(
+    app.state.file_service = None
+    app.state.batch_service = None
+    if serve_files_and_batches:
+        database = Database(settings.resolved_database_path())
+        app.state.file_service = FileService(database, app.state.image_store)
+        app.state.batch_service = BatchService(
             BatchStore(database),
             app.state.file_service,
             lambda: app.state.image_service,
             base_url=lambda: _own_base_url(settings),
             concurrency=settings.max_batch_size,
         )
-        if run_batches
-        else None
-    )
 
     install_error_handlers(app)
     install_openapi(app)

@@ -176,15 +176,18 @@ def _download(client: httpx.Client, args: argparse.Namespace) -> int:
 
 
 def _write_images(text: str, directory: Path) -> int:
+    """Each image as <n>-<custom_id>-<i>.<format>: n, the line's place in the file, keeps
+    two custom ids that read alike once made safe for a file name apart."""
     count = 0
-    for line in text.splitlines():
+    lines = [line for line in text.split("\n") if line.strip()]  # JSON may hold U+2028
+    for number, line in enumerate(lines, 1):
         entry = json.loads(line)
         body = (entry.get("response") or {}).get("body") or {}
         extension = body.get("output_format", "png")
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in entry["custom_id"])
         for index, item in enumerate(body.get("data", [])):
             if item.get("b64_json"):
-                path = directory / f"{safe[:100]}-{index}.{extension}"
+                path = directory / f"{number:05d}-{safe[:80]}-{index}.{extension}"
                 path.write_bytes(pybase64.b64decode(item["b64_json"]))
                 count += 1
     return count

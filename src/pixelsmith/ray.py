@@ -416,9 +416,10 @@ class Ingress:
             engine=RayBackend(self.settings, self.models),
             limiter=limiter,
             proxy_request_ids=True,  # Serve's proxy sets x-request-id
-            # Each ingress replica has its own database: batches would run in one, unseen by
-            # the others. Not served under Ray until their state lives in one place.
-            run_batches=False,
+            # Each ingress replica would have its own database: files and batches made
+            # through one would be unknown to the others. Not served under Ray until their
+            # state lives in one place.
+            serve_files_and_batches=False,
         )
 
 

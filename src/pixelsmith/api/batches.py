@@ -33,7 +33,14 @@ from pixelsmith.api.error_handlers import error_answer
 from pixelsmith.api.protocol import CreateImageRequest
 from pixelsmith.api.transport.bodies import json_edit
 from pixelsmith.engine.jobs import BATCH_PRIORITY
-from pixelsmith.errors import InvalidRequestError, NotFoundError, error_body, shown
+from pixelsmith.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    RateLimitError,
+    ServiceUnavailableError,
+    error_body,
+    shown,
+)
 from pixelsmith.service import ImageService, RequestContext
 from pixelsmith.service.files import MAX_EXPIRY_SECONDS, MIN_EXPIRY_SECONDS, Database, FileService
 
@@ -43,7 +50,8 @@ ENDPOINTS = ("/v1/images/generations", "/v1/images/edits")
 COMPLETION_WINDOW_SECONDS = 24 * 3600
 MAX_LINES = 50_000
 MAX_LIST_LIMIT = 100
-POLL_SECONDS = 0.5
+# A line refused for the moment (the model's queue full of interactive work) waits this long.
+RETRY_SECONDS = 1.0
 ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
 # Finished batches are kept this long, as OpenAI keeps batch files: 30 days.
 KEEP_FINISHED_SECONDS = 30 * 24 * 3600
@@ -123,10 +131,19 @@ class BatchStore:
             (batch["id"], owner, json.dumps(batch)),
         )
 
-    def save(self, batch: dict[str, Any]) -> None:
-        self.database.execute(
-            "UPDATE batches SET body = ? WHERE id = ?", (json.dumps(batch), batch["id"])
-        )
+    def save(self, batch: dict[str, Any], expected: str | None = None) -> bool:
+        """Store `batch`; with `expected`, only if its stored status still is that (a cancel
+        that came in meanwhile is not undone). Whether it was stored."""
+        if expected is None:
+            changed = self.database.change(
+                "UPDATE batches SET body = ? WHERE id = ?", (json.dumps(batch), batch["id"])
+            )
+        else:
+            changed = self.database.change(
+                "UPDATE batches SET body = ? WHERE id = ? AND json_extract(body, '$.status') = ?",
+                (json.dumps(batch), batch["id"], expected),
+            )
+        return changed == 1
 
     def get(self, owner: str | None, batch_id: str) -> dict[str, Any]:
         if owner is None:
@@ -330,9 +347,11 @@ class BatchService:
     def cancel(self, owner: str, batch_id: str) -> dict[str, Any]:
         batch = self.store.get(owner, batch_id)
         if batch["status"] in ("validating", "in_progress"):
+            was = batch["status"]
             batch["status"] = "cancelling"
             batch["cancelling_at"] = int(time.time())
-            self.store.save(batch)
+            if not self.store.save(batch, expected=was):  # it moved on meanwhile: look again
+                return self.cancel(owner, batch_id)
             self._notify()
         elif batch["status"] not in ("cancelling", "cancelled"):
             raise InvalidRequestError(
@@ -394,7 +413,8 @@ class BatchService:
         errors: list[LineError] = []
         lines: list[tuple[int, str, str]] = []
         seen: set[str] = set()
-        for number, raw in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+        # "\n" only: U+2028 and the like are valid inside JSON strings (splitlines breaks them).
+        for number, raw in enumerate(data.decode("utf-8", "replace").split("\n"), 1):
             if not raw.strip():
                 continue
             try:
@@ -417,12 +437,16 @@ class BatchService:
         if errors:
             batch.update(status="failed", failed_at=int(time.time()))
             batch["errors"] = {"object": "list", "data": [e.to_wire() for e in errors[:1000]]}
-            self.store.save(batch)
+            self.store.save(batch, expected="validating")
             return
         self.store.add_lines(batch["id"], lines)
         batch.update(status="in_progress", in_progress_at=int(time.time()))
         batch["request_counts"] = {"total": len(lines), "completed": 0, "failed": 0}
-        self.store.save(batch)
+        if not self.store.save(batch, expected="validating"):
+            # Cancelled while validating: the lines are stored; the next pass finalizes it.
+            current = self.store.get(None, batch["id"])
+            current["request_counts"] = batch["request_counts"]
+            self.store.save(current)
 
     async def _run_lines(self, batch: dict[str, Any]) -> None:
         owner = await asyncio.to_thread(self.store.owner, batch["id"])
@@ -437,24 +461,28 @@ class BatchService:
             pending = await asyncio.to_thread(self.store.pending, batch["id"], self.concurrency)
             if not pending:
                 current.update(status="finalizing", finalizing_at=int(time.time()))
-                await asyncio.to_thread(self.store.save, current)
-                await asyncio.to_thread(self._finalize, current, "completed")
-                return
-            await asyncio.gather(
+                if await asyncio.to_thread(self.store.save, current, "in_progress"):
+                    await asyncio.to_thread(self._finalize, current, "completed")
+                return  # (or cancelled meanwhile: the next pass finalizes it as cancelled)
+            finished = await asyncio.gather(
                 *(self._run_line(batch, owner, line, custom_id, body)
                   for line, custom_id, body in pending)
             )  # fmt: skip
             await asyncio.to_thread(self._update_counts, batch["id"])
+            if not all(finished):
+                await asyncio.sleep(RETRY_SECONDS)  # the queue was full: give it room
 
     def _update_counts(self, batch_id: str) -> None:
         batch = self.store.get(None, batch_id)
         total, completed, failed = self.store.counts(batch_id)
         batch["request_counts"] = {"total": total, "completed": completed, "failed": failed}
-        self.store.save(batch)
+        self.store.save(batch, expected=batch["status"])
 
     async def _run_line(
         self, batch: dict[str, Any], owner: str, line: int, custom_id: str, body: str
-    ) -> None:
+    ) -> bool:
+        """Run one line and store its result; False when it was refused for the moment (a
+        full queue, a replica that may recover) and stays pending."""
         request_id = f"req_{secrets.token_hex(12)}"
         context = RequestContext(
             request_id=request_id, base_url=self._base_url(), priority=BATCH_PRIORITY
@@ -463,6 +491,13 @@ class BatchService:
             answer = await self._answer(batch["endpoint"], owner, json.loads(body), context)
             result = _result_line(custom_id, 200, request_id, answer)
             failed = False
+        except (RateLimitError, ServiceUnavailableError) as exc:
+            if isinstance(exc, RateLimitError) or exc.headers.get("x-should-retry") == "true":
+                return False
+            known = error_answer(exc)
+            assert known is not None
+            result = _result_line(custom_id, known[0], request_id, known[1])
+            failed = True
         except Exception as exc:
             known = error_answer(exc)
             if known is None:
@@ -474,6 +509,7 @@ class BatchService:
             result = _result_line(custom_id, known[0], request_id, known[1])
             failed = True
         await asyncio.to_thread(self.store.finish_line, batch["id"], line, result, failed)
+        return True
 
     async def _answer(
         self, endpoint: str, owner: str, body: Any, context: RequestContext

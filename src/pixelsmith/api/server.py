@@ -1,8 +1,10 @@
 """The HTTP server: uvicorn, with the edges a public network needs.
 
-* A connection must send a request's headers within `header_timeout_seconds` of opening, or of
-  its last response; half-open connections (half the headers, or nothing at all) are closed.
-  uvicorn's own keep-alive timeout only starts after a first response.
+* A connection must send a request's headers within `header_timeout_seconds` of opening, and
+  a request's whole head within that time of its first bytes; half-open connections (half the
+  headers, or nothing at all) are closed. Idle keep-alive connections between requests are
+  uvicorn's keep-alive timeout's (`keep_alive_timeout_seconds`), which only starts after a
+  first response.
 * At most `max_connections` connections; one more is answered with a 503 in the OpenAI
   envelope and closed.
 * Requests the HTTP parser refuses (malformed request lines or headers) get a 400 in the
@@ -72,15 +74,18 @@ class HardenedH11Protocol(H11Protocol):
         self._disarm_header_timer()
         super().connection_lost(exc)
 
+    def data_received(self, data: bytes) -> None:
+        # Between requests, an idle connection is uvicorn's keep-alive timeout's; once the
+        # first bytes of a new request arrive, its head must be complete within ours.
+        waiting = self.cycle is None or self.cycle.response_complete
+        if waiting and self._header_timer is None:
+            self._arm_header_timer()
+        super().data_received(data)
+
     def handle_events(self) -> None:
         super().handle_events()
         if self.cycle is not None and not self.cycle.response_complete:
             self._disarm_header_timer()  # a request's headers have arrived
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._arm_header_timer()
 
     def send_400_response(self, msg: str) -> None:
         body = error_body(

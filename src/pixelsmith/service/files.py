@@ -40,7 +40,10 @@ CREATE TABLE IF NOT EXISTS files (
     bytes INTEGER NOT NULL,
     created_at INTEGER NOT NULL,
     expires_at INTEGER,
-    seq INTEGER NOT NULL
+    seq INTEGER NOT NULL,
+    -- Deleted files stay as rows (without contents): a client paging with `after` = the id of a
+    -- file it has just deleted must still find its place.
+    deleted INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS files_by_owner ON files (owner, seq);
 """
@@ -53,6 +56,10 @@ class Database:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        # Private before SQLite first opens it: its -wal and -shm files take the database
+        # file's permissions, and they hold prompts and results too.
+        path.touch(mode=0o600, exist_ok=True)
+        path.chmod(0o600)
         self._connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._connection.row_factory = sqlite3.Row
         self._lock = threading.Lock()
@@ -60,11 +67,15 @@ class Database:
             self._connection.execute("PRAGMA journal_mode=WAL")
             self._connection.execute("PRAGMA synchronous=NORMAL")
             self._connection.executescript(SCHEMA)
-        path.chmod(0o600)
 
     def execute(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
             return self._connection.execute(sql, parameters).fetchall()
+
+    def change(self, sql: str, parameters: tuple[Any, ...] = ()) -> int:
+        """An UPDATE or DELETE; how many rows it changed."""
+        with self._lock:
+            return self._connection.execute(sql, parameters).rowcount
 
     def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         """All of `rows` in one transaction."""
@@ -190,7 +201,7 @@ class FileService:
                 code="invalid_value",
             )
         limit = MAX_BATCH_FILE_BYTES if purpose == "batch" else MAX_FILE_BYTES
-        if len(data) > limit:
+        if len(data) > limit and not server_purpose:  # the server's own outputs have no cap
             raise PayloadTooLargeError(
                 f"Invalid file 'file': {len(data) / 1e6:.1f} MB is over the "
                 f"{limit // (1024 * 1024)} MB limit for purpose '{purpose}'.",
@@ -223,7 +234,7 @@ class FileService:
 
     def retrieve(self, owner: str, file_id: str) -> StoredFile:
         rows = self.database.execute(
-            "SELECT * FROM files WHERE id = ? AND owner = ? AND "
+            "SELECT * FROM files WHERE id = ? AND owner = ? AND deleted = 0 AND "
             "(expires_at IS NULL OR expires_at > ?)",
             (file_id, owner, int(time.time())),
         )
@@ -233,11 +244,16 @@ class FileService:
 
     def content(self, owner: str, file_id: str) -> tuple[StoredFile, bytes]:
         stored = self.retrieve(owner, file_id)
-        return stored, self.store.get_blob(blob_key(stored.id))
+        try:
+            return stored, self.store.get_blob(blob_key(stored.id))
+        except FileNotFoundError:  # removed behind the server's back (a bucket rule, a person)
+            raise NotFoundError(
+                f"The content of file {stored.id} is no longer stored.", param="id"
+            ) from None
 
     def delete(self, owner: str, file_id: str) -> str:
         stored = self.retrieve(owner, file_id)
-        self.database.execute("DELETE FROM files WHERE id = ?", (stored.id,))
+        self.database.execute("UPDATE files SET deleted = 1 WHERE id = ?", (stored.id,))
         self.store.delete_blob(blob_key(stored.id))
         return stored.id
 
@@ -264,7 +280,7 @@ class FileService:
                 param="limit",
                 code="invalid_value",
             )
-        clauses = ["owner = ?", "(expires_at IS NULL OR expires_at > ?)"]
+        clauses = ["owner = ?", "deleted = 0", "(expires_at IS NULL OR expires_at > ?)"]
         parameters: list[Any] = [owner, int(time.time())]
         if purpose is not None:
             clauses.append("purpose = ?")
@@ -285,10 +301,10 @@ class FileService:
     def sweep(self) -> int:
         """Delete expired files. Returns how many."""
         expired = self.database.execute(
-            "SELECT id FROM files WHERE expires_at IS NOT NULL AND expires_at <= ?",
+            "SELECT id FROM files WHERE deleted = 0 AND expires_at IS NOT NULL AND expires_at <= ?",
             (int(time.time()),),
         )
         for row in expired:
-            self.database.execute("DELETE FROM files WHERE id = ?", (row["id"],))
+            self.database.execute("UPDATE files SET deleted = 1 WHERE id = ?", (row["id"],))
             self.store.delete_blob(blob_key(row["id"]))
         return len(expired)

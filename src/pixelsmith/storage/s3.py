@@ -26,6 +26,8 @@ from pixelsmith.storage.local import NAME_PATTERN, StoredImage
 
 logger = logging.getLogger(__name__)
 
+# The object tag that marks images (docs/deployment.md: the lifecycle rule filters on it).
+LIFECYCLE_TAG = "pixelsmith"
 # S3's DeleteObjects takes at most this many keys per call.
 DELETE_BATCH = 1000
 
@@ -89,6 +91,8 @@ class S3ImageStore:
             ContentType=MEDIA_TYPES[extension],
             # Caches may keep it exactly as long as its URL stays valid.
             CacheControl=f"private, max-age={self.ttl_seconds}",
+            # What a lifecycle rule can select: images, not the Files API's contents.
+            Tagging=f"{LIFECYCLE_TAG}=image",
         )
         return StoredImage(name=name, expires_at=int(time.time()) + self.ttl_seconds)
 
@@ -109,7 +113,14 @@ class S3ImageStore:
         self._client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data)
 
     def get_blob(self, key: str) -> bytes:
-        response = self._client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise FileNotFoundError(key) from None
+            raise
         data: bytes = response["Body"].read()
         return data
 

@@ -20,8 +20,7 @@ def _batches(request: Request) -> BatchService:
     service: BatchService | None = request.app.state.batch_service
     if service is None:
         raise InvalidRequestError(
-            "The Batch API is not available on this server (it does not run batches under "
-            "Ray Serve yet).",
+            "The Batch API is not available on this server (not under Ray Serve yet).",
             code="unsupported_endpoint",
         )
     return service

@@ -13,7 +13,8 @@ from pixelsmith.api.auth import API_KEY_IDENTITY
 from pixelsmith.api.openapi import error_responses
 from pixelsmith.api.transport.bodies import read_form
 from pixelsmith.api.transport.responses import JSONResponse
-from pixelsmith.errors import InvalidRequestError
+from pixelsmith.errors import InvalidRequestError, PayloadTooLargeError, shown
+from pixelsmith.service import files as file_limits
 from pixelsmith.service.files import ANONYMOUS, MAX_LIST_LIMIT, FileService, StoredFile
 
 router = APIRouter()
@@ -27,7 +28,12 @@ def owner_of(request: Request) -> str:
 
 
 def _files(request: Request) -> FileService:
-    service: FileService = request.app.state.file_service
+    service: FileService | None = request.app.state.file_service
+    if service is None:
+        raise InvalidRequestError(
+            "The Files API is not available on this server (not under Ray Serve yet).",
+            code="unsupported_endpoint",
+        )
     return service
 
 
@@ -70,6 +76,15 @@ async def create_file(request: Request) -> JSONResponse:
         anchor, seconds = form.get("expires_after[anchor]"), form.get("expires_after[seconds]")
         if anchor is not None or seconds is not None:
             expires_after = {"anchor": anchor, "seconds": seconds}
+        limit = (
+            file_limits.MAX_BATCH_FILE_BYTES if purpose == "batch" else file_limits.MAX_FILE_BYTES
+        )
+        if upload.size is not None and upload.size > limit:  # known once spooled: not read
+            raise PayloadTooLargeError(
+                f"Invalid file 'file': {upload.size / 1e6:.1f} MB is over the "
+                f"{limit // (1024 * 1024)} MB limit for purpose '{shown(purpose)}'.",
+                param="file",
+            )
         data = await upload.read()
         stored: StoredFile = await asyncio.to_thread(
             _files(request).create,

@@ -66,12 +66,14 @@ async def create_image(body: CreateImageRequest, request: Request) -> Response:
 async def create_image_edit(request: Request) -> Response:
     """Edit an image from a prompt (OpenAI `images.edit`), multipart or JSON."""
     owner = owner_of(request)
-    service: FileService = request.app.state.file_service
+    service: FileService | None = request.app.state.file_service
 
     async def uploaded(file_id: str) -> bytes:
+        assert service is not None
         return (await asyncio.to_thread(service.content, owner, file_id))[1]
 
-    edit, inputs = await read_edit(request, request.app.state.image_fetcher, uploaded)
+    reader = uploaded if service is not None else None
+    edit, inputs = await read_edit(request, request.app.state.image_fetcher, reader)
     await take_limit_slot(request.scope, edit.end_user)
     return await answer(request, _service(request).edit(edit, inputs, _context(request)))
 
