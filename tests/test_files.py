@@ -147,3 +147,31 @@ def test_paging_goes_on_after_the_cursor_file_is_deleted(clients):
             seen.append(listed.id)
             two.files.delete(listed.id)  # the next page starts after a deleted file
     assert set(seen) == made
+
+
+def test_json_edits_take_the_callers_uploaded_images(clients, server):
+    import io
+
+    from PIL import Image
+
+    one, _ = clients
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (0, 128, 0)).save(buffer, format="PNG")
+    uploaded = one.files.create(file=("green.png", buffer.getvalue()), purpose="vision")
+    body = {"model": "tiny", "prompt": "a leaf", "size": "64x64",
+            "images": [{"file_id": uploaded.id}]}  # fmt: skip
+    edited = httpx.post(
+        f"{server.base_url}/v1/images/edits",
+        json=body,
+        headers={"authorization": f"Bearer {KEYS[0]}"},
+        timeout=120,
+    )
+    assert edited.status_code == 200, edited.text
+    assert len(edited.json()["data"]) == 1
+    other = httpx.post(
+        f"{server.base_url}/v1/images/edits",
+        json=body,
+        headers={"authorization": f"Bearer {KEYS[1]}"},
+        timeout=120,
+    )
+    assert other.status_code == 400 and other.json()["error"]["param"] == "images[0].file_id"
