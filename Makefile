@@ -1,7 +1,8 @@
 # Two commands for a fresh machine:
 #   make run    install into .venv and serve the API (ARGS="--model tiny" to run offline)
-#   make test   install into .venv (plus Debian's chromium for the browser tests and the npm
-#               openai client for the Node test) and run the whole test suite
+#   make test   install into .venv (plus Debian's chromium for the browser tests, Debian's
+#               postgresql for the shared-database test, and the npm openai client for the
+#               Node test) and run the whole test suite
 #
 # torch is installed first, pinned, so that pip never resolves a newer build on its own. With
 # no NVIDIA GPU (no nvidia-smi) the CPU build is taken: from a local wheel or pip's configured
@@ -19,7 +20,7 @@ ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.pixelsmith-installed
 
-.PHONY: install run test lint browser node clean
+.PHONY: install run test lint browser node postgres clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +28,7 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install "$(TORCH)" \
 		|| $(BIN)/python -m pip install "$(TORCH)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
-	$(BIN)/python -m pip install -e ".[moderation,svg,s3,ray,dev]"
+	$(BIN)/python -m pip install -e ".[moderation,svg,s3,ray,postgres,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -35,7 +36,7 @@ install: $(STAMP)
 run: install
 	$(BIN)/pixelsmith serve $(ARGS)
 
-test: install lint browser node
+test: install lint browser node postgres
 	$(BIN)/python -m pytest $(ARGS)
 
 # The official npm `openai` client, for tests/test_node_client.py (Node.js and npm needed).
@@ -52,6 +53,13 @@ browser:
 	@test -x $(CHROMIUM) || { \
 		SUDO=$$(test "$$(id -u)" = 0 || echo "sudo -n"); \
 		$$SUDO apt-get install -y chromium || { $$SUDO apt-get update && $$SUDO apt-get install -y chromium; }; \
+	}
+
+# tests/test_postgres.py starts Debian's PostgreSQL on 127.0.0.1: installed here when missing.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { \
+		SUDO=$$(test "$$(id -u)" = 0 || echo "sudo -n"); \
+		$$SUDO apt-get install -y postgresql || { $$SUDO apt-get update && $$SUDO apt-get install -y postgresql; }; \
 	}
 
 lint: install

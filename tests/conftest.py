@@ -3,8 +3,12 @@ session (seeded random weights) and loaded back through diffusers' from_pretrain
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 import socket
+import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -116,3 +120,50 @@ def client(server: RunningServer):  # -> openai.OpenAI
         base_url=f"{server.base_url}/v1", api_key="anything", max_retries=0
     ) as official_client:
         yield official_client
+
+
+def _postgres_bin(name: str) -> str:
+    found = shutil.which(name) or next(
+        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))), None
+    )
+    assert found, f"PostgreSQL's {name} is needed (make test installs Debian's postgresql)"
+    return found
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: as root, run it as the postgres user."""
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL server (Debian's) on 127.0.0.1 for this session, and its URL."""
+    # Not under pytest's own temporary directory: the postgres user cannot enter root's.
+    home = Path(tempfile.mkdtemp(prefix="pixelsmith-postgres-"))
+    data = home / "data"
+    data.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(home, "postgres")
+        shutil.chown(data, "postgres")
+    port = free_port()
+    initdb = subprocess.run(
+        _as_postgres([_postgres_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "pixelsmith"]),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert initdb.returncode == 0, initdb.stderr
+    options = f"-p {port} -h 127.0.0.1 -k {data}"
+    pg_ctl = _postgres_bin("pg_ctl")
+    log = str(data / "log")
+    started = subprocess.run(
+        _as_postgres([pg_ctl, "-D", str(data), "-o", options, "-w", "-l", log, "start"]),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr + started.stdout
+    try:
+        yield f"postgresql://pixelsmith@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            _as_postgres([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"]),
+            capture_output=True, timeout=120,
+        )  # fmt: skip
+        shutil.rmtree(home, ignore_errors=True)

@@ -4,6 +4,7 @@ presigned URLs of a real S3-compatible server (moto, on 127.0.0.1) that download
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,13 +17,14 @@ from pathlib import Path
 
 import boto3
 import httpx
+import openai
 from conftest import free_port
 from moto.server import ThreadedMotoServer
 
 BUCKET = "pixelsmith-ray"
 
 
-def test_serve_with_replicas_and_s3_storage(cache_dir: Path, tmp_path: Path):
+def test_serve_with_replicas_and_s3_storage(cache_dir: Path, tmp_path: Path, postgres_url: str):
     s3_port = free_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port, verbose=False)
     moto.start()
@@ -40,6 +42,8 @@ def test_serve_with_replicas_and_s3_storage(cache_dir: Path, tmp_path: Path):
         "PIXELSMITH_MODERATION_PROMPT_CLASSIFIER": "off",
         "PIXELSMITH_MODERATION_IMAGE_CLASSIFIER": "none",
         "PIXELSMITH_RAY_ACTOR_OPTIONS": '{"num_cpus": 1}',
+        # Files and batches under Ray: records in PostgreSQL, contents in the bucket.
+        "PIXELSMITH_DATABASE_URL": postgres_url,
     }
     try:
         with closing(boto3.client("s3", **_client_options(aws))) as s3:
@@ -67,6 +71,7 @@ def test_serve_with_replicas_and_s3_storage(cache_dir: Path, tmp_path: Path):
                     image = httpx.get(url)
                     assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
                 assert httpx.get(f"{base}/metrics").status_code == 200
+                _run_a_batch(base)
                 server.send_signal(signal.SIGTERM)
                 assert server.wait(timeout=120) == 0
             finally:
@@ -76,6 +81,31 @@ def test_serve_with_replicas_and_s3_storage(cache_dir: Path, tmp_path: Path):
         assert len(replicas) == 2  # URLs from either replica work
     finally:
         moto.stop()
+
+
+def _run_a_batch(base: str) -> None:
+    """A batch through the Ray ingress: its file and its state are shared by both ingress
+    replicas (the poll may reach either), and one runner works on it."""
+    lines = [
+        json.dumps({"custom_id": f"line-{index}", "method": "POST",
+                    "url": "/v1/images/generations",
+                    "body": {"model": "tiny", "prompt": f"a boat {index}", "size": "64x64"}})
+        for index in range(4)
+    ]  # fmt: skip
+    with openai.OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=2) as client:
+        source = client.files.create(
+            file=("boats.jsonl", ("\n".join(lines) + "\n").encode()), purpose="batch"
+        )
+        batch = client.batches.create(
+            input_file_id=source.id, endpoint="/v1/images/generations", completion_window="24h"
+        )
+        deadline = time.monotonic() + 120
+        while (done := client.batches.retrieve(batch.id)).status != "completed":
+            assert time.monotonic() < deadline, done.status
+            time.sleep(0.5)
+        assert done.request_counts.completed == 4
+        output = client.files.content(done.output_file_id).read().decode().split("\n")[:-1]
+        assert len(output) == 4
 
 
 def _generate_url(base: str) -> httpx.Response:

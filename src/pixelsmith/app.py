@@ -30,7 +30,8 @@ from pixelsmith.matting import build_matting
 from pixelsmith.moderation import Moderator, build_moderator
 from pixelsmith.service import ImageService
 from pixelsmith.service.backend import ServingBackend
-from pixelsmith.service.files import Database, FileService
+from pixelsmith.service.database import open_database
+from pixelsmith.service.files import FileService
 from pixelsmith.service.models import ModelCatalog
 from pixelsmith.settings import Settings, load_settings
 from pixelsmith.storage import ImageStore
@@ -157,7 +158,10 @@ def create_app(
     app.state.file_service = None
     app.state.batch_service = None
     if serve_files_and_batches:
-        database = Database(settings.resolved_database_path())
+        database = open_database(
+            settings.database_url.get_secret_value() if settings.database_url else None,
+            settings.resolved_database_path(),
+        )
         app.state.file_service = FileService(database, app.state.image_store)
         app.state.batch_service = BatchService(
             BatchStore(database),

@@ -416,10 +416,10 @@ class Ingress:
             engine=RayBackend(self.settings, self.models),
             limiter=limiter,
             proxy_request_ids=True,  # Serve's proxy sets x-request-id
-            # Each ingress replica would have its own database: files and batches made
-            # through one would be unknown to the others. Not served under Ray until their
-            # state lives in one place.
-            serve_files_and_batches=False,
+            # Files and batches need state every ingress replica reaches: PostgreSQL for the
+            # records, object storage for the contents. Without both they are not served.
+            serve_files_and_batches=bool(self.settings.database_url)
+            and self.settings.storage.startswith("s3://"),
         )
 
 

@@ -417,6 +417,12 @@ class Settings(BaseSettings):
         description="SQLite database of uploaded files (and batches). Default: "
         "<storage_dir>/pixelsmith.db.",
     )
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL for files and batches (postgresql://user:password@host/db; "
+        "the postgres extra), shared by every process and Ray replica. Default: SQLite at "
+        "database_path.",
+    )
     storage_file_mode: str = Field(
         default="600",
         pattern=r"^[0-7]{3}$",

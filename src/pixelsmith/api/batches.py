@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import secrets
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,7 +44,8 @@ from pixelsmith.errors import (
     shown,
 )
 from pixelsmith.service import ImageService, RequestContext
-from pixelsmith.service.files import MAX_EXPIRY_SECONDS, MIN_EXPIRY_SECONDS, Database, FileService
+from pixelsmith.service.database import Database
+from pixelsmith.service.files import MAX_EXPIRY_SECONDS, MIN_EXPIRY_SECONDS, FileService
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +56,9 @@ MAX_LIST_LIMIT = 100
 # A line refused for the moment (the model's queue full of interactive work) waits this long.
 RETRY_SECONDS = 1.0
 ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
+# A runner renews its lease on a batch between rounds of lines; one that dies loses it after
+# this long, and another runner (a restarted server, another replica) goes on.
+LEASE_SECONDS = 120
 # Finished batches are kept this long, as OpenAI keeps batch files: 30 days.
 KEEP_FINISHED_SECONDS = 30 * 24 * 3600
 
@@ -61,7 +67,12 @@ CREATE TABLE IF NOT EXISTS batches (
     id TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
     seq INTEGER NOT NULL,
-    body TEXT NOT NULL
+    status TEXT NOT NULL,
+    body TEXT NOT NULL,
+    -- The runner working on it, until when: several runners (processes, Ray replicas) share
+    -- the database, and one batch is worked on by one of them at a time.
+    lease_owner TEXT,
+    lease_until INTEGER
 );
 CREATE INDEX IF NOT EXISTS batches_by_owner ON batches (owner, seq);
 CREATE TABLE IF NOT EXISTS batch_lines (
@@ -126,24 +137,38 @@ class BatchStore:
 
     def insert(self, owner: str, batch: dict[str, Any]) -> None:
         self.database.execute(
-            "INSERT INTO batches (id, owner, seq, body) VALUES "
-            "(?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM batches), ?)",
-            (batch["id"], owner, json.dumps(batch)),
+            "INSERT INTO batches (id, owner, seq, status, body) VALUES "
+            "(?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM batches), ?, ?)",
+            (batch["id"], owner, batch["status"], json.dumps(batch)),
         )
 
     def save(self, batch: dict[str, Any], expected: str | None = None) -> bool:
         """Store `batch`; with `expected`, only if its stored status still is that (a cancel
         that came in meanwhile is not undone). Whether it was stored."""
+        values = (batch["status"], json.dumps(batch), batch["id"])
         if expected is None:
             changed = self.database.change(
-                "UPDATE batches SET body = ? WHERE id = ?", (json.dumps(batch), batch["id"])
+                "UPDATE batches SET status = ?, body = ? WHERE id = ?", values
             )
         else:
             changed = self.database.change(
-                "UPDATE batches SET body = ? WHERE id = ? AND json_extract(body, '$.status') = ?",
-                (json.dumps(batch), batch["id"], expected),
+                "UPDATE batches SET status = ?, body = ? WHERE id = ? AND status = ?",
+                (*values, expected),
             )
         return changed == 1
+
+    def claim(self, batch_id: str, runner: str, seconds: int) -> bool:
+        """Take (or renew) the batch's lease for `runner`: False while another runner holds
+        it."""
+        now = int(time.time())
+        return (
+            self.database.change(
+                "UPDATE batches SET lease_owner = ?, lease_until = ? WHERE id = ? AND "
+                "(lease_owner IS NULL OR lease_owner = ? OR lease_until < ?)",
+                (runner, now + seconds, batch_id, runner, now),
+            )
+            == 1
+        )
 
     def get(self, owner: str | None, batch_id: str) -> dict[str, Any]:
         if owner is None:
@@ -176,20 +201,21 @@ class BatchStore:
         return [json.loads(row["body"]) for row in rows[:limit]], len(rows) > limit
 
     def active_ids(self) -> list[str]:
-        rows = self.database.execute("SELECT id, body FROM batches ORDER BY seq")
-        return [row["id"] for row in rows if json.loads(row["body"])["status"] in ACTIVE]
+        marks = ", ".join("?" for _ in ACTIVE)
+        rows = self.database.execute(
+            f"SELECT id FROM batches WHERE status IN ({marks}) ORDER BY seq", ACTIVE
+        )
+        return [row["id"] for row in rows]
 
     def sweep(self, older_than_seconds: int = KEEP_FINISHED_SECONDS) -> int:
         """Forget finished batches (and their lines) created more than this long ago; their
         files expire on their own. Returns how many."""
         cutoff = time.time() - older_than_seconds
-        rows = self.database.execute("SELECT id, body FROM batches")
-        old = [
-            row["id"]
-            for row in rows
-            if (batch := json.loads(row["body"]))["status"] not in ACTIVE
-            and batch["created_at"] < cutoff
-        ]
+        marks = ", ".join("?" for _ in ACTIVE)
+        rows = self.database.execute(
+            f"SELECT id, body FROM batches WHERE status NOT IN ({marks})", ACTIVE
+        )
+        old = [row["id"] for row in rows if json.loads(row["body"])["created_at"] < cutoff]
         for batch_id in old:
             self.database.execute("DELETE FROM batch_lines WHERE batch_id = ?", (batch_id,))
             self.database.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
@@ -197,8 +223,8 @@ class BatchStore:
 
     def add_lines(self, batch_id: str, lines: list[tuple[int, str, str]]) -> None:
         self.database.executemany(
-            "INSERT OR IGNORE INTO batch_lines (batch_id, line, custom_id, request) "
-            "VALUES (?, ?, ?, ?)",
+            "INSERT INTO batch_lines (batch_id, line, custom_id, request) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
             [(batch_id, line, custom_id, request) for line, custom_id, request in lines],
         )
 
@@ -220,7 +246,8 @@ class BatchStore:
     def counts(self, batch_id: str) -> tuple[int, int, int]:
         """(total, completed, failed) lines."""
         rows = self.database.execute(
-            "SELECT COUNT(*) AS total, SUM(result IS NOT NULL AND failed = 0) AS completed, "
+            "SELECT COUNT(*) AS total, "
+            "SUM(CASE WHEN result IS NOT NULL AND failed = 0 THEN 1 ELSE 0 END) AS completed, "
             "SUM(failed) AS failed FROM batch_lines WHERE batch_id = ?",
             (batch_id,),
         )
@@ -292,6 +319,7 @@ class BatchService:
         self.concurrency = max(1, concurrency)
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.runner_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
     def _notify(self) -> None:
         """Wake the runner; called from worker threads (the routes run the API off the loop),
@@ -370,6 +398,10 @@ class BatchService:
             self._wake.clear()  # before reading: a batch created from here on wakes the wait
             ids = await asyncio.to_thread(self.store.active_ids)
             for batch_id in ids:
+                if not await asyncio.to_thread(
+                    self.store.claim, batch_id, self.runner_id, LEASE_SECONDS
+                ):
+                    continue  # another runner has it
                 try:
                     await self._advance(batch_id)
                 except asyncio.CancelledError:
@@ -451,6 +483,10 @@ class BatchService:
     async def _run_lines(self, batch: dict[str, Any]) -> None:
         owner = await asyncio.to_thread(self.store.owner, batch["id"])
         while True:
+            if not await asyncio.to_thread(
+                self.store.claim, batch["id"], self.runner_id, LEASE_SECONDS
+            ):
+                return  # the lease ran out and another runner took over
             current = await asyncio.to_thread(self.store.get, None, batch["id"])
             if current["status"] != "in_progress":
                 return  # cancelled meanwhile: the next pass finalizes it

@@ -1,6 +1,7 @@
 """OpenAI's Files API: uploaded files (batch input, images for batch edits) and the files the
-server writes (batch output). Metadata lives in an embedded SQLite database (WAL) beside the
-image storage; contents live in the image store's blob space (local disk, or the S3 bucket).
+server writes (batch output). Metadata lives in the database (service/database.py: SQLite
+beside the image storage, or PostgreSQL); contents live in the image store's blob space (local
+disk, or the S3 bucket).
 
 Every file belongs to its owner: the API key that uploaded it (as a hash), or "anonymous" when
 the server takes any key. An owner never sees, reads or deletes another owner's files; to
@@ -10,14 +11,12 @@ them those files do not exist (404, as OpenAI answers).
 from __future__ import annotations
 
 import secrets
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from pixelsmith.errors import InvalidRequestError, NotFoundError, PayloadTooLargeError, shown
+from pixelsmith.service.database import Database, Row
 from pixelsmith.storage import ImageStore
 
 # Purposes a client may upload with (the others of OpenAI's list belong to its assistants and
@@ -49,54 +48,6 @@ CREATE INDEX IF NOT EXISTS files_by_owner ON files (owner, seq);
 """
 
 
-class Database:
-    """One SQLite connection shared by the threads of the process, in WAL mode (readers never
-    wait for the writer); each call holds the lock for one statement or transaction."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        # Private before SQLite first opens it: its -wal and -shm files take the database
-        # file's permissions, and they hold prompts and results too.
-        path.touch(mode=0o600, exist_ok=True)
-        path.chmod(0o600)
-        self._connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._connection.row_factory = sqlite3.Row
-        self._lock = threading.Lock()
-        with self._lock:
-            self._connection.execute("PRAGMA journal_mode=WAL")
-            self._connection.execute("PRAGMA synchronous=NORMAL")
-            self._connection.executescript(SCHEMA)
-
-    def execute(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._connection.execute(sql, parameters).fetchall()
-
-    def change(self, sql: str, parameters: tuple[Any, ...] = ()) -> int:
-        """An UPDATE or DELETE; how many rows it changed."""
-        with self._lock:
-            return self._connection.execute(sql, parameters).rowcount
-
-    def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        """All of `rows` in one transaction."""
-        with self._lock:
-            self._connection.execute("BEGIN")
-            try:
-                self._connection.executemany(sql, rows)
-            except BaseException:
-                self._connection.execute("ROLLBACK")
-                raise
-            self._connection.execute("COMMIT")
-
-    def executescript(self, script: str) -> None:
-        with self._lock:
-            self._connection.executescript(script)
-
-    def close(self) -> None:
-        with self._lock:
-            self._connection.close()
-
-
 @dataclass(frozen=True)
 class StoredFile:
     id: str
@@ -124,7 +75,7 @@ class StoredFile:
         return wire
 
 
-def _row_to_file(row: sqlite3.Row) -> StoredFile:
+def _row_to_file(row: Row) -> StoredFile:
     return StoredFile(
         id=row["id"],
         owner=row["owner"],
@@ -180,6 +131,7 @@ class FileService:
     def __init__(self, database: Database, store: ImageStore) -> None:
         self.database = database
         self.store = store
+        database.executescript(SCHEMA)
 
     def create(
         self,
