@@ -98,6 +98,7 @@ def test_a_generations_batch_completes_with_its_error_lines(clients):
         endpoint="/v1/images/generations",
         completion_window="24h",
         metadata={"job": "catalogue"},
+        output_expires_after={"anchor": "created_at", "seconds": 7200},
     )
     assert created.id.startswith("batch_") and created.status == "validating"
     assert created.metadata == {"job": "catalogue"}
@@ -118,7 +119,9 @@ def test_a_generations_batch_completes_with_its_error_lines(clients):
     assert errors["bad-size"]["response"]["body"]["error"]["param"] == "size"
     blocked = errors["moderated"]["response"]["body"]["error"]
     assert blocked["code"] == "moderation_blocked"
-    assert one.files.retrieve(done.output_file_id).purpose == "batch_output"
+    output_file = one.files.retrieve(done.output_file_id)
+    assert output_file.purpose == "batch_output"
+    assert output_file.expires_at == output_file.created_at + 7200  # output_expires_after
 
 
 def test_an_edits_batch_takes_data_urls_and_uploaded_files(clients):
@@ -336,3 +339,29 @@ def test_line_separators_inside_json_strings_stay_in_their_line(clients):
     )
     done = wait_for(one, batch.id, {"completed", "failed"})
     assert done.status == "completed" and done.request_counts.completed == 1
+
+
+def test_a_batch_past_its_window_expires_and_keeps_what_finished(clients, server):
+    one, _ = clients
+    store = server.server.config.app.state.batch_service.store
+    lines = [
+        line(f"late-{index}", {"model": "tiny", "prompt": f"a hill {index}", "size": "256x256",
+                               "num_inference_steps": 30})
+        for index in range(12)
+    ]  # fmt: skip
+    source = one.files.create(file=("late.jsonl", jsonl(*lines)), purpose="batch")
+    batch = one.batches.create(
+        input_file_id=source.id, endpoint="/v1/images/generations", completion_window="24h"
+    )
+    deadline = time.monotonic() + 120
+    while one.batches.retrieve(batch.id).request_counts.completed < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    stored = store.get(None, batch.id)
+    stored["expires_at"] = int(time.time()) - 1  # its 24 hours are over
+    assert store.save(stored, expected="in_progress")
+    expired = wait_for(one, batch.id, {"expired", "completed"})
+    assert expired.status == "expired" and expired.expired_at
+    finished = expired.request_counts.completed
+    assert 1 <= finished < 12
+    assert len(read_lines(one, expired.output_file_id)) == finished
