@@ -56,16 +56,6 @@ async def _sweep_forever(
         await asyncio.sleep(interval)
 
 
-def _own_base_url(settings: Settings) -> str:
-    """Where clients reach this server, for the image URLs of batch lines (which come with
-    no request of their own to take a Host from)."""
-    if settings.public_base_url:
-        return settings.public_base_url
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-    host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{settings.port}"
-
-
 def create_app(
     settings: Settings | None = None,
     *,
@@ -167,7 +157,8 @@ def create_app(
             BatchStore(database),
             app.state.file_service,
             lambda: app.state.image_service,
-            base_url=lambda: _own_base_url(settings),
+            # Batch lines come with no request to take a Host from.
+            base_url=settings.own_base_url,
             concurrency=settings.max_batch_size,
         )
 

@@ -183,10 +183,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:  # storage that cannot be used
         print(f"pixelsmith: {exc}", file=sys.stderr)
         return 1
-    shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-    if ":" in shown_host:  # an IPv6 address in a URL goes in brackets
-        shown_host = f"[{shown_host}]"
-    base = settings.public_base_url or f"http://{shown_host}:{settings.port}"
+    base = settings.own_base_url()
     print(f"pixelsmith {__version__}")
     print(f"  playground:  {base}/playground")
     print(f'  API:         {base}/v1   (OpenAI(base_url="{base}/v1"))')

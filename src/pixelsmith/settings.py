@@ -560,6 +560,15 @@ class Settings(BaseSettings):
         except ValueError:
             return False
 
+    def own_base_url(self) -> str:
+        """Where clients reach this server: public_base_url, else host and port (a wildcard
+        host shown as loopback, an IPv6 address in brackets)."""
+        if self.public_base_url:
+            return self.public_base_url
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
     def resolved_database_path(self) -> Path:
         return (self.database_path or self.resolved_storage_dir() / "pixelsmith.db").expanduser()
 

@@ -8,10 +8,10 @@ body; this middleware does it for every route, from one table.
 
 from __future__ import annotations
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pixelsmith.api.transport.bodies import MAX_IMAGE_URL_CHARS, MAX_IMAGES
+from pixelsmith.api.transport.responses import JSONResponse
 from pixelsmith.errors import error_body
 from pixelsmith.service.files import MAX_FILE_BYTES
 from pixelsmith.service.inputs import MAX_UPLOAD_BYTES
@@ -45,14 +45,14 @@ class _BodyTooLarge(Exception):
     pass
 
 
-def _too_large_body(limit: int) -> bytes:
-    return orjson.dumps(
-        error_body(
-            f"The request body is over the {limit / MB:g} MB limit for this endpoint.",
-            type="invalid_request_error",
-            code="request_too_large",
-        )
+def _too_large(limit: int) -> JSONResponse:
+    body = error_body(
+        f"The request body is over the {limit / MB:g} MB limit for this endpoint.",
+        type="invalid_request_error",
+        code="request_too_large",
     )
+    # The rest of the body is never read, so the connection cannot be reused.
+    return JSONResponse(body, status_code=413, headers={"connection": "close"})
 
 
 class BodyLimitMiddleware:
@@ -69,7 +69,7 @@ class BodyLimitMiddleware:
         limit = body_limit(scope["path"], headers.get(b"content-type", b"").decode("latin-1"))
         length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > limit:
-            await self._refuse(send, limit)
+            await _too_large(limit)(scope, receive, send)
             return
         received = 0
         over = False
@@ -93,7 +93,7 @@ class BodyLimitMiddleware:
                 # The app turned the failed read into an answer of its own (FastAPI makes any
                 # error while reading a body a 400): the 413 goes out instead.
                 answered = True
-                await self._refuse(send, limit)
+                await _too_large(limit)(scope, receive, send)
 
         try:
             await self.app(scope, counting_receive, guarded_send)
@@ -101,21 +101,4 @@ class BodyLimitMiddleware:
             if not over or answered:
                 raise
             answered = True  # whatever the failed read became, the answer is the 413
-            await self._refuse(send, limit)
-
-    @staticmethod
-    async def _refuse(send: Send, limit: int) -> None:
-        body = _too_large_body(limit)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    # The rest of the body is never read, so the connection cannot be reused.
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+            await _too_large(limit)(scope, receive, send)

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import time
 
-import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from pixelsmith.api.transport.responses import JSONResponse
 from pixelsmith.errors import error_body
 
 # Liveness keeps answering while the server drains: the process is alive, just leaving.
@@ -52,23 +52,9 @@ class DrainMiddleware:
             await self.app(scope, receive, send)
             return
         if self.state.draining and scope["path"] not in ALWAYS_SERVED:
-            body = orjson.dumps(
-                error_body(DRAINING_MESSAGE, type="server_error", code="service_unavailable")
-            )
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 503,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"connection", b"close"),
-                        (b"retry-after", b"1"),
-                        (b"x-should-retry", b"true"),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            body = error_body(DRAINING_MESSAGE, type="server_error", code="service_unavailable")
+            headers = {"connection": "close", "retry-after": "1", "x-should-retry": "true"}
+            await JSONResponse(body, status_code=503, headers=headers)(scope, receive, send)
             return
         self.state.in_flight += 1
         try:
