@@ -28,7 +28,7 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install "$(TORCH)" \
 		|| $(BIN)/python -m pip install "$(TORCH)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
-	$(BIN)/python -m pip install -e ".[moderation,svg,s3,ray,postgres,dev]"
+	$(BIN)/python -m pip install -e ".[moderation,svg,s3,ray,postgres,mcp,c2pa,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)

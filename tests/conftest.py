@@ -167,3 +167,25 @@ def postgres_url() -> Iterator[str]:
             capture_output=True, timeout=120,
         )  # fmt: skip
         shutil.rmtree(home, ignore_errors=True)
+
+
+def pixels(image: bytes | str | None) -> list[Any]:
+    """The pixels of every frame of an encoded image (bytes or base64): what a seed decides.
+    Two images of one seed differ in their bytes, as each carries its own signed C2PA
+    manifest (a fresh id and signature)."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image, ImageSequence
+
+    data = base64.b64decode(image or "") if not isinstance(image, bytes) else image
+    with Image.open(io.BytesIO(data)) as opened:
+        return [np.asarray(frame.convert("RGBA")) for frame in ImageSequence.Iterator(opened)]
+
+
+def same_pixels(a: bytes | str | None, b: bytes | str | None) -> bool:
+    first, second = pixels(a), pixels(b)
+    return len(first) == len(second) and all(
+        x.shape == y.shape and (x == y).all() for x, y in zip(first, second, strict=True)
+    )

@@ -16,7 +16,7 @@ from pixelsmith import __version__, metrics
 from pixelsmith.api.access_log import AccessLogMiddleware
 from pixelsmith.api.auth import APIKeyChecker, APIKeyMiddleware
 from pixelsmith.api.batches import BatchService, BatchStore
-from pixelsmith.api.body_limits import BodyLimitMiddleware
+from pixelsmith.api.body_limits import BodyLimitMiddleware, body_limit
 from pixelsmith.api.draining import DrainMiddleware, DrainState
 from pixelsmith.api.error_handlers import install_error_handlers
 from pixelsmith.api.limits import KeyLimiter, KeyLimitMiddleware, SharedLimiter
@@ -25,7 +25,7 @@ from pixelsmith.api.openapi import install_openapi
 from pixelsmith.api.routes import batches, files, images, models, moderations, playground
 from pixelsmith.api.transport.fetch import ImageFetcher
 from pixelsmith.api.transport.responses import JSONResponse
-from pixelsmith.builders import build_engine, build_store
+from pixelsmith.builders import build_content_credentials, build_engine, build_store
 from pixelsmith.matting import build_matting
 from pixelsmith.moderation import Moderator, build_moderator
 from pixelsmith.service import ImageService
@@ -54,6 +54,36 @@ async def _sweep_forever(
             except Exception:  # a failed sweep must never stop the next one
                 logger.exception("sweeping expired %s failed", what)
         await asyncio.sleep(interval)
+
+
+def _serve_mcp(
+    app: FastAPI, settings: Settings
+) -> Callable[[], contextlib.AbstractAsyncContextManager[None]] | None:
+    """Route /mcp to the MCP tools (pixelsmith.mcp_server) when the mcp extra is installed;
+    returns what the lifespan must run for it."""
+    try:
+        from pixelsmith.mcp_server import ToolDependencies, build_mcp_server, http_app_routes
+    except ImportError:
+        logger.info("MCP tools not served at /mcp: pip install 'pixelsmith[mcp]' for them")
+        return None
+    server = build_mcp_server(
+        ToolDependencies(
+            service=lambda: app.state.image_service,
+            store=app.state.image_store,
+            readable_dirs=settings.mcp_readable_dirs,
+            base_url=settings.own_base_url(),
+            public_base_url=settings.public_base_url,
+            fetcher=app.state.image_fetcher,
+            files=app.state.file_service,
+            limiter=app.state.key_limiter,
+            limit_by_key=app.state.api_keys.enabled,
+        )
+    )
+    routes, lifespan = http_app_routes(
+        server, host=settings.host, max_body_bytes=body_limit("/mcp", "application/json")
+    )
+    app.router.routes.extend(routes)
+    return lifespan
 
 
 def create_app(
@@ -87,7 +117,11 @@ def create_app(
             build_matting, settings.matting_model, offline=settings.offline
         )
         app.state.image_service = ImageService(
-            the_engine, app.state.image_store, the_moderator, matting
+            the_engine,
+            app.state.image_store,
+            the_moderator,
+            matting,
+            credentials=app.state.content_credentials,
         )
         app.state.moderator = the_moderator
         await the_engine.start()
@@ -104,6 +138,9 @@ def create_app(
                 "it can generate images. Set PIXELSMITH_API_KEYS or --api-keys-file.",
                 settings.host,
             )
+        mcp_sessions = contextlib.AsyncExitStack()
+        if app.state.mcp_lifespan is not None:
+            await mcp_sessions.enter_async_context(app.state.mcp_lifespan())
         batch_runner = None
         if app.state.batch_service is not None:
             batch_runner = asyncio.create_task(app.state.batch_service.run_forever())
@@ -118,6 +155,7 @@ def create_app(
         try:
             yield
         finally:
+            await mcp_sessions.aclose()
             for task in (sweeper, batch_runner):
                 if task is not None:
                     task.cancel()
@@ -137,6 +175,8 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine or build_engine(settings)
     app.state.image_store = store or build_store(settings)
+    # Now rather than at startup: a certificate that cannot sign stops `serve` before models load.
+    app.state.content_credentials = build_content_credentials(settings)
     app.state.api_keys = APIKeyChecker(settings.accepted_api_keys())
     app.state.image_fetcher = (
         ImageFetcher(allow_private=settings.fetch_image_urls_allow_private)
@@ -162,18 +202,18 @@ def create_app(
             concurrency=settings.max_batch_size,
         )
 
+    app.state.key_limiter = limiter or KeyLimiter(
+        per_minute=settings.rate_limit_per_minute,
+        max_concurrent=settings.max_concurrent_per_key,
+    )
+    app.state.mcp_lifespan = _serve_mcp(app, settings) if settings.mcp_enabled else None
+
     install_error_handlers(app)
     install_openapi(app)
     # Added last = outermost: every response, the 401s included, gets its x-request-id; keys
     # are checked before per-key limits count anything.
     app.add_middleware(
-        KeyLimitMiddleware,
-        limiter=limiter
-        or KeyLimiter(
-            per_minute=settings.rate_limit_per_minute,
-            max_concurrent=settings.max_concurrent_per_key,
-        ),
-        by_key=app.state.api_keys.enabled,
+        KeyLimitMiddleware, limiter=app.state.key_limiter, by_key=app.state.api_keys.enabled
     )
     app.add_middleware(APIKeyMiddleware, checker=app.state.api_keys)
     app.add_middleware(BodyLimitMiddleware)

@@ -1,12 +1,17 @@
 """Collaborators built from Settings, for the app factory and the CLI alike: this is where the
-settings reach the engine (as an EngineConfig) and the image store."""
+settings reach the engine (as an EngineConfig), the image store and the content credentials."""
 
 from __future__ import annotations
 
+import logging
+
 from pixelsmith.engine import Engine, EngineConfig, SpeedOptions
+from pixelsmith.provenance import ContentCredentials
 from pixelsmith.service.names import OPENAI_MODEL_NAMES, SNAPSHOT_BASES
 from pixelsmith.settings import Settings
 from pixelsmith.storage import ImageStore, LocalImageStore
+
+logger = logging.getLogger(__name__)
 
 
 def engine_config(settings: Settings, *, lazy_load: bool | None = None) -> EngineConfig:
@@ -61,4 +66,35 @@ def build_store(settings: Settings) -> ImageStore:
         ttl_seconds=settings.url_ttl_seconds,
         signing_key=key.get_secret_value().encode() if key else None,
         file_mode=int(settings.storage_file_mode, 8),
+    )
+
+
+def build_content_credentials(settings: Settings) -> ContentCredentials | None:
+    """What signs every returned image's C2PA manifest: the configured certificate and key,
+    else the local authority in <storage_dir>/.c2pa (made on first use). None when
+    c2pa_enabled is off, or, with one warning, when the c2pa extra is not installed. A
+    certificate or key that cannot sign is a ValueError naming its setting, now rather than
+    at the first image."""
+    if not settings.c2pa_enabled:
+        return None
+    try:
+        import c2pa  # noqa: F401  (only whether it is there)
+    except ImportError:
+        logger.warning(
+            "c2pa_enabled is on but c2pa-python is not installed: images are returned without "
+            "content credentials. pip install 'pixelsmith[c2pa]', or set c2pa_enabled = false."
+        )
+        return None
+    from pixelsmith.provenance.certificates import configured_credentials, local_credentials
+
+    if settings.c2pa_certificate_file is not None and settings.c2pa_private_key_file is not None:
+        credentials = configured_credentials(
+            settings.c2pa_certificate_file, settings.c2pa_private_key_file
+        )
+    else:
+        credentials = local_credentials(settings.resolved_storage_dir())
+    return ContentCredentials(
+        credentials,
+        timestamp_url=settings.c2pa_timestamp_url,
+        generation_metadata=settings.c2pa_generation_metadata,
     )

@@ -124,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_image_options(edit, default_output="edited.png")
     add_settings_flags(edit)
 
+    mcp = commands.add_parser(
+        "mcp",
+        help="Serve the image tools to an agent over stdio (Model Context Protocol; needs "
+        "the mcp extra). A running server serves them at /mcp too.",
+    )
+    add_settings_flags(mcp)
+
     add_batch_parser(commands)
 
     models = commands.add_parser("models", help="List the configured models, or the presets.")
@@ -147,10 +154,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pixelsmith: invalid settings: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
-    handler = {"serve": _serve, "generate": _generate, "edit": _generate, "models": _models}[
-        args.command
-    ]
-    return handler(args, settings)
+    handlers = {
+        "serve": _serve, "generate": _generate, "edit": _generate, "models": _models, "mcp": _mcp,
+    }  # fmt: skip
+    return handlers[args.command](args, settings)
+
+
+def _mcp(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        from pixelsmith.mcp_server import run_stdio
+    except ImportError as exc:
+        print(f"pixelsmith: mcp needs the MCP SDK ({exc}): pip install 'pixelsmith[mcp]'",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    return run_stdio(settings)
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -180,7 +197,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     try:
         app = create_app(settings, engine=engine, moderator=moderator)
-    except ValueError as exc:  # storage that cannot be used
+    except ValueError as exc:  # storage or content credentials that cannot be used
         print(f"pixelsmith: {exc}", file=sys.stderr)
         return 1
     base = settings.own_base_url()
@@ -206,7 +223,7 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
         CreateImageRequest,
         ImagesResponse,
     )
-    from pixelsmith.builders import build_engine, build_store
+    from pixelsmith.builders import build_content_credentials, build_engine, build_store
     from pixelsmith.matting import build_matting
     from pixelsmith.moderation import build_moderator
     from pixelsmith.service import ImageService, InputImages, RequestContext
@@ -277,12 +294,19 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
             planner.edit(request, inputs)
         else:
             planner.generation(request)
+        credentials = build_content_credentials(settings)  # a bad certificate: before loading
         engine.load()  # on this thread, so that Ctrl-C stops a long download
-        service = ImageService(engine, build_store(settings), build_moderator(settings), matting)
+        service = ImageService(
+            engine, build_store(settings), build_moderator(settings), matting,
+            credentials=credentials,
+        )  # fmt: skip
         response = asyncio.run(run(service))
     except APIError as exc:
         where = f" (parameter {exc.param})" if exc.param else ""
         print(f"pixelsmith: {exc.message}{where}", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # content credentials that cannot sign
+        print(f"pixelsmith: {exc}", file=sys.stderr)
         return 1
     written = []
     for index, item in enumerate(response.data):

@@ -109,9 +109,9 @@ def _error_from_wire(wire: dict[str, Any]) -> Exception:
 
 
 class ModelReplica:
-    """One model's engine. `run` streams ("queued", replica id), then ("preview", (index,
-    images)) while it runs when previews were asked for, then ("output", GenerationOutput) or
-    ("error", wire error)."""
+    """One model's engine. `run` streams ("queued", replica id), then while it runs
+    ("preview", (index, images)) when previews were asked for and ("step", (done, total)) when
+    steps were, then ("output", GenerationOutput) or ("error", wire error)."""
 
     def __init__(self, settings: Settings, model_id: str) -> None:
         from pixelsmith.logs import configure_logging
@@ -145,16 +145,26 @@ class ModelReplica:
     async def identity(self) -> dict[str, Any]:
         return {"replica": self.replica_id, "pid": os.getpid()}
 
-    async def run(self, job: GenerationJob, previews: bool) -> AsyncIterator[tuple[str, Any]]:
+    async def run(
+        self, job: GenerationJob, previews: bool, steps: bool = False
+    ) -> AsyncIterator[tuple[str, Any]]:
         await self._start()
         loop = asyncio.get_running_loop()
-        arrived: asyncio.Queue[tuple[int, list[Any]]] = asyncio.Queue()
+        arrived: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         cancelled = threading.Event()
 
         def on_preview(index: int, images: list[Any]) -> None:  # the worker's thread
-            loop.call_soon_threadsafe(arrived.put_nowait, (index, images))
+            loop.call_soon_threadsafe(arrived.put_nowait, ("preview", (index, images)))
 
-        local = replace(job, cancelled=cancelled, on_preview=on_preview if previews else None)
+        def on_step(done: int, total: int) -> None:  # the worker's thread
+            loop.call_soon_threadsafe(arrived.put_nowait, ("step", (done, total)))
+
+        local = replace(
+            job,
+            cancelled=cancelled,
+            on_preview=on_preview if previews else None,
+            on_step=on_step if steps else None,
+        )
         try:
             output = self.engine.enqueue(self.spec, local)
         except (APIError, UnsupportedJobError) as exc:
@@ -169,11 +179,11 @@ class ModelReplica:
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 if waiter.done():
-                    yield ("preview", waiter.result())
+                    yield waiter.result()
                 else:
                     waiter.cancel()
             while not arrived.empty():
-                yield ("preview", arrived.get_nowait())
+                yield arrived.get_nowait()
             try:
                 result = output.result()
             except Exception as exc:
@@ -295,10 +305,11 @@ class RayBackend:
         loop = asyncio.get_running_loop()
         output: asyncio.Future[GenerationOutput] = loop.create_future()
         admitted: asyncio.Future[None] = loop.create_future()
-        on_preview = job.on_preview
-        # The callbacks stay here: the replica makes its own.
-        wire = replace(job, on_preview=None, cancelled=None)
-        call = loop.create_task(self._call(spec, wire, on_preview, output, admitted))
+        # The callbacks stay here: the replica makes its own and streams what they get.
+        wire = replace(job, on_preview=None, on_step=None, cancelled=None)
+        call = loop.create_task(
+            self._call(spec, wire, job.on_preview, job.on_step, output, admitted)
+        )
         self._admitted[id(output)] = admitted
 
         def finished(done: asyncio.Future[GenerationOutput]) -> None:
@@ -329,11 +340,14 @@ class RayBackend:
         spec: ModelSpec,
         job: GenerationJob,
         on_preview: Any,
+        on_step: Any,
         output: asyncio.Future[GenerationOutput],
         admitted: asyncio.Future[None],
     ) -> None:
         stream: Any = (
-            self._models[spec.id].options(stream=True).run.remote(job, on_preview is not None)
+            self._models[spec.id]
+            .options(stream=True)
+            .run.remote(job, on_preview is not None, on_step is not None)
         )
         try:
             async for kind, payload in stream:
@@ -342,6 +356,8 @@ class RayBackend:
                         admitted.set_result(None)
                 elif kind == "preview" and on_preview is not None:
                     on_preview(*payload)
+                elif kind == "step" and on_step is not None:
+                    on_step(*payload)
                 elif kind == "output" and not output.done():
                     output.set_result(payload)
                 elif kind == "error" and not output.done():

@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -483,6 +484,44 @@ class Settings(BaseSettings):
         "internal networks only: this lets clients reach the server's own network).",
     )
 
+    # --- Content credentials (C2PA; the c2pa extra) -------------------------------------------
+    c2pa_enabled: bool = Field(
+        default=True,
+        description="Sign every returned image with a C2PA manifest that says it was generated "
+        "(needs the c2pa extra; without it images go unsigned, with a warning).",
+    )
+    c2pa_certificate_file: Path | None = Field(
+        default=None,
+        description="PEM certificate chain for C2PA signing, signing certificate first. "
+        "Default: a local certificate authority and signing certificate made once in "
+        "<storage_dir>/.c2pa (validators do not trust it until you install your own).",
+    )
+    c2pa_private_key_file: Path | None = Field(
+        default=None,
+        description="PEM private key of c2pa_certificate_file (EC P-256, RSA or Ed25519).",
+    )
+    c2pa_timestamp_url: str | None = Field(
+        default=None,
+        description="RFC 3161 time-stamp authority for C2PA signatures (none: untimestamped).",
+    )
+    c2pa_generation_metadata: bool = Field(
+        default=False,
+        description="Also record seed, steps, guidance and the prompt in each image's C2PA "
+        "manifest. Off by default: prompts can be private.",
+    )
+
+    # --- Agents (MCP; the mcp extra) -----------------------------------------------------------
+    mcp_enabled: bool = Field(
+        default=True,
+        description="Serve the MCP tools (generate_image, edit_image, list_models) at /mcp "
+        "(streamable HTTP, behind the API keys) when the mcp extra is installed.",
+    )
+    mcp_readable_dirs: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Directories, comma-separated, whose images the MCP edit_image tool may "
+        "read by path. Empty: no file paths, only base64, data URLs and earlier results.",
+    )
+
     # --- Auth ---------------------------------------------------------------------------------
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
@@ -493,7 +532,7 @@ class Settings(BaseSettings):
         default=None, description="File with one API key per line (# starts a comment)."
     )
 
-    _split_api_keys = field_validator("api_keys", mode="before")(_split_keys)
+    _split_api_keys = field_validator("api_keys", "mcp_readable_dirs", mode="before")(_split_keys)
 
     @field_validator("ray_actor_options", "ray_autoscaling_config", mode="before")
     @classmethod
@@ -506,13 +545,27 @@ class Settings(BaseSettings):
                 raise ValueError(f"expected a JSON object: {exc}") from None
         return value
 
-    @field_validator("api_keys_file")
+    @field_validator("api_keys_file", "c2pa_certificate_file", "c2pa_private_key_file")
     @classmethod
-    def _keys_file_exists(cls, path: Path | None) -> Path | None:
+    def _file_exists(cls, path: Path | None, info: ValidationInfo) -> Path | None:
         # Checked now rather than when the server starts, after a possibly long model download.
         if path is not None and not path.expanduser().is_file():
-            raise ValueError(f"api_keys_file {path} does not exist")
-        return path
+            raise ValueError(f"{info.field_name} {path} does not exist")
+        return path.expanduser() if path is not None else None
+
+    @field_validator("mcp_readable_dirs")
+    @classmethod
+    def _dirs_exist(cls, paths: list[Path]) -> list[Path]:
+        missing = [str(path) for path in paths if not path.expanduser().is_dir()]
+        if missing:
+            raise ValueError(f"not directories: {', '.join(missing)}")
+        return [path.expanduser().resolve() for path in paths]
+
+    @model_validator(mode="after")
+    def _certificate_with_key(self) -> Settings:
+        if (self.c2pa_certificate_file is None) != (self.c2pa_private_key_file is None):
+            raise ValueError("c2pa_certificate_file and c2pa_private_key_file go together")
+        return self
 
     @field_validator("public_base_url")
     @classmethod

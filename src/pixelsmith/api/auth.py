@@ -1,4 +1,5 @@
-"""Bearer-key authentication for the /v1 API, checked before a request body is even read."""
+"""Bearer-key authentication for the /v1 API and /mcp, checked before a request body is even
+read."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pixelsmith.errors import AuthenticationError
 
 # Signed image URLs carry their own authorisation and are opened by browsers without a key.
 PUBLIC_PREFIXES = ("/v1/images/files/",)
+# The MCP tools over streamable HTTP take the same keys as the API.
+PROTECTED_PATHS = ("/mcp",)
 # Where APIKeyMiddleware leaves the identity of the key it accepted, in the ASGI scope's state.
 API_KEY_IDENTITY = "pixelsmith_api_key_identity"
 
@@ -59,7 +62,7 @@ class APIKeyMiddleware:
         if (
             scope["type"] == "http"
             and self.checker.enabled
-            and path.startswith("/v1/")
+            and (path.startswith("/v1/") or path in PROTECTED_PATHS)
             and not path.startswith(PUBLIC_PREFIXES)
         ):
             headers = dict(scope.get("headers", []))

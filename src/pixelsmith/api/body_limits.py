@@ -33,6 +33,8 @@ BODY_LIMITS: dict[str, tuple[int, int]] = {
     "/v1/moderations": (64 * MB, DEFAULT_BODY_BYTES),
     # a file of up to 512 MB (OpenAI's limit) and its fields; spooled to disk as it arrives
     "/v1/files": (DEFAULT_BODY_BYTES, MAX_FILE_BYTES + MB),
+    # an MCP edit_image call: its images as base64, like a JSON edit's
+    "/mcp": (MAX_JSON_EDIT_BODY_BYTES, DEFAULT_BODY_BYTES),
 }
 
 

@@ -133,20 +133,27 @@ def watch_steps(
     first = jobs[0]
     watching = all(job.cancelled is not None for job in jobs)
     previews = previews and first.partial_images > 0
-    if not (previews or watching):
+    stepping = [job.on_step for job in jobs if job.on_step is not None]
+    if not (previews or watching or stepping):
         return
     if "callback_on_step_end" not in parameters and "callback" not in parameters:
         return
     counts = [job.num_images for job in jobs]
     chosen: list[tuple[int, ...]] = []
 
+    def total_steps(pipe: Any) -> int:  # known only once the pipeline runs
+        return int(getattr(pipe, "num_timesteps", None) or len(pipe.scheduler.timesteps))
+
     def on_step_end(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
         if watching and all(job.cancelled.is_set() for job in jobs if job.cancelled):
             raise JobCancelled  # stop now: no more steps, and no VAE decode
+        if stepping:
+            total = total_steps(pipe)
+            for report in stepping:
+                report(min(step + 1, total), total)
         if previews:
-            if not chosen:  # the pipeline knows its step count only once it runs
-                total = getattr(pipe, "num_timesteps", None) or len(pipe.scheduler.timesteps)
-                chosen.append(preview_steps(total, first.partial_images))
+            if not chosen:
+                chosen.append(preview_steps(total_steps(pipe), first.partial_images))
             if step in chosen[0]:
                 try:
                     images = latents_to_images(

@@ -63,6 +63,9 @@ class GenerationJob:
     on_preview: Callable[[int, list[Any]], None] | None = field(
         default=None, compare=False, repr=False
     )
+    # Progress: `on_step(steps_done, total_steps)` after each denoising step, from the worker
+    # thread (the same diffusers callback as previews).
+    on_step: Callable[[int, int], None] | None = field(default=None, compare=False, repr=False)
     # Set when nobody wants the result any more: the run stops after the current step.
     cancelled: threading.Event | None = field(default=None, compare=False, repr=False)
     # Queue order: a waiting job runs before every waiting job of a higher number. 0:

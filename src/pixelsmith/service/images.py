@@ -19,7 +19,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from PIL import Image
@@ -37,11 +37,12 @@ from pixelsmith.engine.jobs import INTERACTIVE_PRIORITY
 from pixelsmith.errors import INTERNAL_ERROR_MESSAGE, APIError, error_body
 from pixelsmith.matting import KeyedBackgroundMatting, Matting
 from pixelsmith.moderation import Moderator
+from pixelsmith.provenance import ContentCredentials
 from pixelsmith.service.backend import ImageBackend
 from pixelsmith.service.events import StreamEvent, StreamEvents
 from pixelsmith.service.inputs import InputImages
 from pixelsmith.service.moderation_gate import RequestModeration
-from pixelsmith.service.output import OutputWriter
+from pixelsmith.service.output import OutputWriter, image_origins
 from pixelsmith.service.planning import RequestPlanner, unsupported_error
 from pixelsmith.service.plans import ImagePlan
 from pixelsmith.service.usage import image_usage
@@ -69,6 +70,9 @@ class RequestContext:
     outcome: RequestOutcome = field(default_factory=RequestOutcome)
     # Queue priority of its jobs (engine/jobs.py): batch lines wait behind interactive work.
     priority: int = INTERACTIVE_PRIORITY
+    # Called on the event loop after each denoising step with (steps done, steps in all), for
+    # callers that report progress (the MCP tools).
+    on_progress: Callable[[int, int], None] | None = None
 
 
 class ImageService:
@@ -78,12 +82,16 @@ class ImageService:
         store: ImageStore,
         moderator: Moderator,
         matting: Matting | None = None,
+        *,
+        credentials: ContentCredentials | None = None,
     ) -> None:
+        """`credentials` sign every image that leaves, previews included (C2PA; None: the
+        images go unsigned)."""
         self.backend = backend
         self.moderator = moderator
         matting = matting or KeyedBackgroundMatting()
         self.planner = RequestPlanner(backend, matting)
-        self.writer = OutputWriter(store, matting)
+        self.writer = OutputWriter(store, matting, credentials)
 
     async def generate(
         self, request: CreateImageRequest, context: RequestContext
@@ -127,7 +135,7 @@ class ImageService:
         )
         if plan.stream:
             # Queued now: a full queue is a 429 before any event.
-            run = _Run(self.backend, plan, previews=True, priority=context.priority)
+            run = _Run(self.backend, plan, previews=True, context=context)
             await run.queued()
             return ImageStream(self._events(plan, moderation, run, context), run)
         return await self._complete(plan, moderation, context)
@@ -135,7 +143,7 @@ class ImageService:
     async def _complete(
         self, plan: ImagePlan, moderation: RequestModeration, context: RequestContext
     ) -> ImagesResponse:
-        output = await _Run(self.backend, plan, previews=False, priority=context.priority).output()
+        output = await _Run(self.backend, plan, previews=False, context=context).output()
         context.outcome.replica = output.served_by
         await moderation.prompt()
         data = await asyncio.to_thread(self._image_data, output, plan, moderation, context)
@@ -158,7 +166,9 @@ class ImageService:
         moderation: RequestModeration,
         context: RequestContext,
     ) -> list[ImageData]:
-        encoded = self._checked_and_encoded(output.images, plan, moderation, output.frames)
+        encoded = self._checked_and_encoded(
+            output.images, plan, moderation, output.frames, seeds=output.seeds
+        )
         return self.writer.image_data(
             encoded,
             output.seeds,
@@ -174,12 +184,16 @@ class ImageService:
         plan: ImagePlan,
         moderation: RequestModeration,
         frames: list[list[Image.Image]] | None = None,
+        *,
+        seeds: Sequence[int | None],
     ) -> list[bytes]:
-        """Check every image that will leave (each frame of an animation), then encode."""
+        """Check every image that will leave (each frame of an animation), then encode and
+        sign them (one per seed)."""
         moderation.check_images(
             [frame for animation in frames for frame in animation] if frames else images
         )
-        return self.writer.encode(images, plan.output, frames)
+        origins = image_origins(plan, seeds)
+        return self.writer.encode(images, plan.output, frames, origins)
 
     async def _events(
         self,
@@ -197,8 +211,15 @@ class ImageService:
                 # preview images themselves, as if they were outputs.
                 await moderation.prompt()
                 started = time.perf_counter()
+                # One preview per image, in seed order; the seeds go unrecorded in the
+                # credentials should the engine ever send another number of them.
+                seeds = plan.job.seeds
                 encoded = await asyncio.to_thread(
-                    self._checked_and_encoded, images, plan, moderation
+                    self._checked_and_encoded,
+                    images,
+                    plan,
+                    moderation,
+                    seeds=seeds if len(seeds) == len(images) else [None] * len(images),
                 )
                 seconds = (time.perf_counter() - started) / max(1, len(encoded))
                 for _ in encoded:
@@ -209,7 +230,7 @@ class ImageService:
             context.outcome.replica = output.served_by
             await moderation.prompt()
             encoded = await asyncio.to_thread(
-                self._checked_and_encoded, output.images, plan, moderation
+                self._checked_and_encoded, output.images, plan, moderation, seeds=output.seeds
             )
             usage = image_usage(plan, prompt_tokens=output.prompt_tokens, count=1)
             for data, seed in zip(encoded, output.seeds, strict=True):
@@ -261,7 +282,7 @@ class _Run:
         plan: ImagePlan,
         *,
         previews: bool,
-        priority: int = INTERACTIVE_PRIORITY,
+        context: RequestContext,
     ) -> None:
         self._plan = plan
         self._backend = backend
@@ -277,11 +298,19 @@ class _Run:
                 sent = index
                 loop.call_soon_threadsafe(self._previews.put_nowait, (index, images))
 
+        on_step = None
+        if context.on_progress is not None:
+            report = context.on_progress
+
+            def on_step(done: int, total: int) -> None:  # worker thread
+                loop.call_soon_threadsafe(report, done, total)
+
         job = replace(
             plan.job,
             cancelled=self._cancelled,
             on_preview=on_preview if previews else None,
-            priority=priority,
+            on_step=on_step,
+            priority=context.priority,
         )
         self._output = backend.enqueue(plan.spec, job)
         # The end of the run, however it ends, is the last item of the previews' queue. Its

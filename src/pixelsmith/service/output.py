@@ -1,9 +1,11 @@
-"""Finishing generated images for the client: transparency, encoding, and for URL answers,
-storage behind a signed URL. Blocking (CPU-bound encoding, disk): call it off the event loop."""
+"""Finishing generated images for the client: transparency, encoding, content credentials
+(a signed C2PA manifest in each image), and for URL answers, storage behind a signed URL.
+Blocking (CPU-bound encoding and signing, disk): call it off the event loop."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import pybase64
 from PIL import Image
@@ -12,28 +14,43 @@ from pixelsmith import metrics
 from pixelsmith.api.protocol import ImageData
 from pixelsmith.imaging import encode_animation, encode_image, trace_svg
 from pixelsmith.matting import Matting
-from pixelsmith.service.plans import OutputOptions
+from pixelsmith.provenance import ContentCredentials, GenerationFacts, ImageOrigin
+from pixelsmith.service.plans import ImagePlan, OutputOptions
 from pixelsmith.storage import ImageStore
 
 
 class OutputWriter:
-    def __init__(self, store: ImageStore, matting: Matting) -> None:
+    def __init__(
+        self,
+        store: ImageStore,
+        matting: Matting,
+        credentials: ContentCredentials | None = None,
+    ) -> None:
         self.store = store
         self.matting = matting
+        self.credentials = credentials  # None: images leave unsigned (c2pa_enabled off)
 
     def encode(
         self,
         images: list[Image.Image],
         output: OutputOptions,
         frames: list[list[Image.Image]] | None = None,
+        origins: Sequence[ImageOrigin] = (),
     ) -> list[bytes]:
         """The images (or for a GIF, their `frames`) in the requested format, at the requested
-        size and transparency."""
+        size and transparency; signed with content credentials for their `origins` (one per
+        image) when the writer has credentials."""
         started = time.perf_counter()
         encoded = self._encode(images, output, frames)
         seconds = (time.perf_counter() - started) / max(1, len(encoded))
         for _ in encoded:
             metrics.ENCODE_SECONDS.labels(output.format).observe(seconds)
+        if self.credentials is not None and origins:
+            sign = self.credentials.sign
+            encoded = [
+                sign(data, output.format, origin)
+                for data, origin in zip(encoded, origins, strict=True)
+            ]
         return encoded
 
     def _encode(
@@ -84,6 +101,28 @@ class OutputWriter:
                 item.b64_json = b64(data)
             items.append(item)
         return items
+
+
+def image_origins(plan: ImagePlan, seeds: Sequence[int | None]) -> list[ImageOrigin]:
+    """What the content credentials of the plan's images (one per seed) say of them. Edits
+    and variations are edits of their input; the generation facts are recorded only where
+    the credentials are set to record them."""
+    job = plan.job
+    return [
+        ImageOrigin(
+            model=plan.spec.id,
+            inputs=plan.input_files,
+            inpainted=job.kind == "inpaint",
+            generation=GenerationFacts(
+                prompt=plan.prompt,
+                negative_prompt=job.negative_prompt,
+                seed=seed,
+                num_inference_steps=job.num_inference_steps,
+                guidance_scale=job.guidance_scale,
+            ),
+        )
+        for seed in seeds
+    ]
 
 
 def fitted(image: Image.Image, output: OutputOptions) -> Image.Image:

@@ -25,6 +25,7 @@ from pixelsmith.engine import GenerationJob
 from pixelsmith.engine.jobs import Drafting, JobKind
 from pixelsmith.errors import InvalidRequestError, ModelNotFoundError, reject_unpaired_surrogates
 from pixelsmith.matting import Matting
+from pixelsmith.provenance import SourceFile
 from pixelsmith.service.backend import ImageBackend
 from pixelsmith.service.formats import check_legacy, check_streaming, output_options
 from pixelsmith.service.inputs import (
@@ -100,7 +101,11 @@ class RequestPlanner:
             first = with_markup(inputs.markup, first, mask, target)
         source = edit_source(first, mask, target, request, marked_up=inputs.markup is not None)
         references = tuple(image.image.convert("RGB") for image in images[1:])
-        return self._plan("edit", AskedFor.of(request), target, source, references)
+        files = tuple(
+            SourceFile(data, image.format)
+            for data, image in zip(inputs.images, images, strict=True)
+        )
+        return self._plan("edit", AskedFor.of(request), target, source, references, files)
 
     def variation(self, request: CreateImageVariationRequest, image: bytes) -> ImagePlan:
         """Image-to-image with no prompt, at the model's variation strength."""
@@ -109,7 +114,8 @@ class RequestPlanner:
         target = self._target(request.model or "dall-e-2")
         source = checked_source(uploaded, target, "image")
         variation = SourceImage(source, "image-to-image", target.spec.variation_strength)
-        return self._plan("variation", AskedFor.of(request), target, variation)
+        files = (SourceFile(image, uploaded.format),)
+        return self._plan("variation", AskedFor.of(request), target, variation, input_files=files)
 
     # --- the shared steps ----------------------------------------------------------------
 
@@ -133,6 +139,7 @@ class RequestPlanner:
         target: Target,
         source: SourceImage | None,
         references: tuple[Image.Image, ...] = (),
+        input_files: tuple[SourceFile, ...] = (),
     ) -> ImagePlan:
         spec, rules = target.spec, target.rules
         # 1. What the model can do, and the prompt.
@@ -198,6 +205,7 @@ class RequestPlanner:
             output=output,
             revised_prompt=revised_prompt,
             inputs=inputs,
+            input_files=input_files,
             stream=bool(asked.stream),
             end_user=asked.end_user,
         )

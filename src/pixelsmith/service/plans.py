@@ -14,6 +14,7 @@ from pixelsmith.engine import GenerationJob, ModelSpec
 from pixelsmith.engine.jobs import JobKind
 from pixelsmith.imaging import OutputFormat
 from pixelsmith.moderation import ModerationLevel
+from pixelsmith.provenance import SourceFile
 from pixelsmith.service.inputs import UploadedImage
 from pixelsmith.service.names import NameRules, QualityTier
 from pixelsmith.sizes import ImageSize
@@ -70,6 +71,9 @@ class ImagePlan:
     output: OutputOptions
     revised_prompt: str | None  # a style rewrite; a cut prompt is reported by the engine
     inputs: tuple[Image.Image, ...] = ()  # input images: moderated and counted in usage
+    # The same images as the client sent them, the edited one first: the ingredients of the
+    # outputs' content credentials (an input's own credentials are kept in them).
+    input_files: tuple[SourceFile, ...] = ()
     stream: bool = False
     end_user: str | None = None  # safety_identifier, else user: echoed, never logged raw
 

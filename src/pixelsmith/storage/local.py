@@ -57,6 +57,11 @@ class ImageStore(Protocol):
         """An expiring URL for `image`; `base_url` is where clients reach this server."""
         ...
 
+    def load(self, name: str) -> bytes:
+        """The bytes of a saved image by its name, while it has not expired (the MCP tools
+        read earlier results back); FileNotFoundError otherwise."""
+        ...
+
     def sweep(self) -> int: ...
 
     def close(self) -> None:
@@ -172,6 +177,17 @@ class LocalImageStore:
         if not path.is_file():
             raise InvalidImageURL("The image no longer exists.", "image_not_found")
         return path
+
+    def load(self, name: str) -> bytes:
+        if not NAME_PATTERN.match(name):
+            raise FileNotFoundError(name)
+        path = self.directory / name
+        try:
+            if path.stat().st_mtime < time.time() - self.ttl_seconds:
+                raise FileNotFoundError(name)  # expired, not swept yet
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise FileNotFoundError(name) from None
 
     def close(self) -> None:
         pass  # nothing held open

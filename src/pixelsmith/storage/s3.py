@@ -106,6 +106,23 @@ class S3ImageStore:
         )
         return url
 
+    def load(self, name: str) -> bytes:
+        if not NAME_PATTERN.match(name):
+            raise FileNotFoundError(name)
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=self.prefix + name)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise FileNotFoundError(name) from None
+            raise
+        cutoff = datetime.now(timezone.utc) - timedelta(seconds=self.ttl_seconds)
+        if response["LastModified"] < cutoff:
+            raise FileNotFoundError(name)  # expired, not swept yet
+        data: bytes = response["Body"].read()
+        return data
+
     def close(self) -> None:
         self._client.close()
 
