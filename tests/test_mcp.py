@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import c2pa
 import httpx
 import httpx2
 import pytest
@@ -62,6 +63,18 @@ async def http_client(server: RunningServer, key: str = KEY) -> AsyncIterator[Cl
 def image_of(result: CallToolResult, index: int = 0) -> Image.Image:
     images = [block for block in result.content if isinstance(block, ImageContent)]
     return Image.open(io.BytesIO(base64.b64decode(images[index].data)))
+
+
+def credentials_actions(data: str) -> list[str]:
+    """The C2PA actions an image's manifest records (its signer's trust is tested in
+    tests/test_provenance.py)."""
+    with c2pa.Reader("image/png", io.BytesIO(base64.b64decode(data))) as reader:
+        assert reader.get_validation_state() in ("Valid", "Trusted")
+        manifest = reader.get_active_manifest()
+    actions = next(
+        a["data"] for a in manifest["assertions"] if a["label"].startswith("c2pa.actions")
+    )
+    return [action["action"] for action in actions["actions"]]
 
 
 def text_of(result: CallToolResult) -> str:
@@ -136,6 +149,12 @@ def check_tour(tour: dict[str, Any]) -> None:
     assert not edited.is_error, text_of(edited)
     assert image_of(edited).size == (64, 64)
     assert edited.structured_content["images"][0]["seed"] == 3
+
+    # The tools' images are the service's: signed like every image the API returns.
+    first_data = next(b for b in generated.content if isinstance(b, ImageContent)).data
+    assert credentials_actions(first_data) == ["c2pa.created"]
+    edited_data = next(b for b in edited.content if isinstance(b, ImageContent)).data
+    assert "c2pa.edited" in credentials_actions(edited_data)
 
     blob = tour["read_back"].contents[0]
     assert blob.mime_type == "image/png"
@@ -267,3 +286,27 @@ def test_tools_over_stdio_from_pixelsmith_mcp(cache_dir: Path, tmp_path: Path):
             return await generate_and_edit(client)
 
     check_tour(asyncio.run(tour()))
+
+
+def test_a_rebound_host_name_is_refused_on_loopback(keyed_server: RunningServer):
+    """A web page that rebinds its own name to 127.0.0.1 must not reach the tools."""
+    response = httpx.post(
+        f"{keyed_server.base_url}/mcp",
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        headers={
+            "authorization": f"Bearer {KEY}",
+            "accept": "application/json, text/event-stream",
+            "host": "evil.example",
+        },
+    )
+    assert response.status_code == 421
+
+
+def test_the_public_name_a_proxy_forwards_is_let_through():
+    from pixelsmith.mcp_server import _transport_security
+
+    guard = _transport_security("127.0.0.1", "https://img.example.com")
+    assert guard.enable_dns_rebinding_protection
+    assert "img.example.com" in guard.allowed_hosts
+    assert "https://img.example.com" in guard.allowed_origins
+    assert not _transport_security("0.0.0.0", None).enable_dns_rebinding_protection

@@ -15,37 +15,35 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import c2pa  # the c2pa extra, which make test installs
 import pytest
+from cryptography import x509  # comes with c2pa-python
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from PIL import Image
+from test_service import CONTEXT, FakeBackend
 
-c2pa = pytest.importorskip("c2pa")  # the c2pa extra
-
-from cryptography import x509  # noqa: E402  (comes with c2pa-python)
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519  # noqa: E402
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
-from test_service import CONTEXT, FakeBackend  # noqa: E402
-
-from pixelsmith import __version__  # noqa: E402
-from pixelsmith.api.protocol import (  # noqa: E402
+from pixelsmith import __version__
+from pixelsmith.api.protocol import (
     CreateImageEditRequest,
     CreateImageRequest,
     CreateImageVariationRequest,
     ImagesResponse,
 )
-from pixelsmith.builders import build_content_credentials  # noqa: E402
-from pixelsmith.imaging import MEDIA_TYPES, encode_animation, encode_image, trace_svg  # noqa: E402
-from pixelsmith.moderation import Moderator  # noqa: E402
-from pixelsmith.provenance import (  # noqa: E402
+from pixelsmith.builders import build_content_credentials
+from pixelsmith.imaging import MEDIA_TYPES, encode_animation, encode_image, trace_svg
+from pixelsmith.moderation import Moderator
+from pixelsmith.provenance import (
     ContentCredentials,
     GenerationFacts,
     ImageOrigin,
     SourceFile,
 )
-from pixelsmith.provenance.certificates import SigningCredentials  # noqa: E402
-from pixelsmith.service import ImageService, ImageStream, InputImages  # noqa: E402
-from pixelsmith.settings import Settings  # noqa: E402
-from pixelsmith.storage import LocalImageStore  # noqa: E402
+from pixelsmith.provenance.certificates import SigningCredentials
+from pixelsmith.service import ImageService, ImageStream, InputImages
+from pixelsmith.settings import Settings
+from pixelsmith.storage import LocalImageStore
 
 TRAINED = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 COMPOSITE = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
@@ -446,3 +444,30 @@ def test_the_service_signs_generated_streamed_and_edited_images(
     response = asyncio.run(service.create_variation(variation, image, CONTEXT))
     found = ReadBack(image_bytes(response.data[0].b64_json), "png", anchor)
     assert found.state == "Trusted" and found.actions[-1]["action"] == "c2pa.edited"
+
+
+def test_images_from_the_running_server_carry_trusted_credentials(client, tiny_settings: Settings):
+    """Through the official client over HTTP: base64 and URL answers, generations and edits,
+    signed by the server's local authority."""
+    import httpx
+
+    anchor = authority_of(tiny_settings.resolved_storage_dir())
+    made = client.images.generate(
+        prompt="a lighthouse", size="64x64", output_format="webp", extra_body={"seed": 5}
+    )
+    generated = ReadBack(base64.b64decode(made.data[0].b64_json or ""), "webp", anchor)
+    assert generated.state == "Trusted", generated.results
+    assert [action["action"] for action in generated.actions] == ["c2pa.created"]
+    assert generated.actions[0]["parameters"]["model"] == "tiny"
+
+    source = base64.b64decode(made.data[0].b64_json or "")
+    edit = client.images.edit(image=("in.webp", source), prompt="a red roof", size="64x64")
+    edited = ReadBack(base64.b64decode(edit.data[0].b64_json or ""), "png", anchor)
+    assert edited.state == "Trusted", edited.results
+    assert "c2pa.edited" in [action["action"] for action in edited.actions]
+    # The input was pixelsmith's own image: its credentials travel inside the edit's.
+    assert len(edited.manifest["ingredients"]) == 1
+
+    by_url = client.images.generate(model="dall-e-2", prompt="a lighthouse", size="256x256")
+    fetched = httpx.get(by_url.data[0].url or "").content
+    assert ReadBack(fetched, "png", anchor).state == "Trusted"

@@ -1,8 +1,8 @@
 """pixelsmith on a real local Ray cluster (127.0.0.1): two CPU replicas of `tiny` behind two
 ingress replicas, reached through Serve's HTTP proxy with the official client. Requests spread
-over both replicas, streams work through Serve, a replica killed mid-load loses no request
-that the client's retry does not recover (and is replaced), and per-key limits hold across
-the ingress replicas."""
+over both replicas, streams and the MCP tools work through Serve, a replica killed mid-load
+loses no request that the client's retry does not recover (and is replaced), and per-key
+limits hold across the ingress replicas."""
 
 from __future__ import annotations
 
@@ -112,6 +112,31 @@ def test_streaming_through_serve(cluster):
         kinds = [event.type for event in stream]
     assert kinds.count("image_generation.partial_image") == 2
     assert kinds[-1] == "image_generation.completed"
+
+
+def test_mcp_tools_through_serve_report_the_replicas_steps(cluster):
+    """/mcp is served by the ingress replicas; the steps come from the model replica."""
+    import asyncio
+
+    from mcp import Client
+
+    reports: list[tuple[float, float | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        reports.append((progress, total))
+
+    async def call() -> object:
+        async with Client(f"{cluster}/mcp") as client:
+            return await client.call_tool(
+                "generate_image",
+                {"prompt": "a lighthouse", "size": "64x64", "steps": 4},
+                progress_callback=on_progress,
+            )
+
+    result = asyncio.run(call())
+    assert not result.is_error, result.content  # type: ignore[attr-defined]
+    assert result.structured_content["size"] == "64x64"  # type: ignore[attr-defined]
+    assert reports and reports[-1] == (4, 4), reports
 
 
 def test_errors_come_back_as_on_one_process(cluster):

@@ -80,7 +80,10 @@ def _serve_mcp(
         )
     )
     routes, lifespan = http_app_routes(
-        server, host=settings.host, max_body_bytes=body_limit("/mcp", "application/json")
+        server,
+        host=settings.host,
+        public_base_url=settings.public_base_url,
+        max_body_bytes=body_limit("/mcp", "application/json"),
     )
     app.router.routes.extend(routes)
     return lifespan

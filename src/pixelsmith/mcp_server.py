@@ -18,6 +18,7 @@ import asyncio
 import binascii
 import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,8 @@ from pixelsmith.storage import ImageStore, LocalImageStore, StoredImage
 logger = logging.getLogger(__name__)
 
 RESULT_SCHEME = "pixelsmith://images/"
+# How long the result waits for progress notifications still being sent.
+PROGRESS_FLUSH_SECONDS = 5.0
 # Longer strings are images (base64), never paths.
 MAX_PATH_CHARS = 4096
 
@@ -220,7 +223,9 @@ def build_mcp_server(deps: ToolDependencies) -> MCPServer:
 
     @server.tool(
         title="Generate images",
-        annotations=ToolAnnotations(read_only_hint=False, open_world_hint=False),
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, open_world_hint=False
+        ),
     )
     async def generate_image(
         prompt: Prompt,
@@ -252,7 +257,9 @@ def build_mcp_server(deps: ToolDependencies) -> MCPServer:
 
     @server.tool(
         title="Edit images",
-        annotations=ToolAnnotations(read_only_hint=False, open_world_hint=False),
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, open_world_hint=False
+        ),
     )
     async def edit_image(
         prompt: Prompt,
@@ -347,7 +354,10 @@ class _ImageTools:
         """One tool call: the request validated like the HTTP API's, run through the service
         within the caller's limits, answered as content; every refusal a tool error."""
         scope = _http_scope(ctx)
-        request_id = f"mcp_{ctx.request_id}"
+        # The HTTP request's id (in its x-request-id and the access log); never the JSON-RPC
+        # id, which the client chose and which must not reach the log.
+        request_id = str((scope or {}).get("state", {}).get("request_id") or "")
+        request_id = request_id or f"mcp_{secrets.token_hex(12)}"
         try:
             # The dall-e names answer URLs unless asked: the tools always want the bytes.
             if rules_for(fields.get("model")).default_response_format == "url":
@@ -611,43 +621,67 @@ async def _progress_reporter(
 ) -> AsyncIterator[Callable[[int, int], None]]:
     """A step callback (run on the event loop) that becomes MCP progress notifications. They
     are sent in order by one task, so a slow client never holds up the engine."""
-    steps: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
+    steps: asyncio.Queue[tuple[int, int] | None] = asyncio.Queue()
 
     async def send() -> None:
-        while True:
-            done, total = await steps.get()
-            while not steps.empty():  # only the latest matters
-                done, total = steps.get_nowait()
+        while (step := await steps.get()) is not None:
+            while not steps.empty():  # a client that reads slowly gets the latest step
+                later = steps.get_nowait()
+                if later is None:
+                    steps.put_nowait(None)
+                    break
+                step = later
+            done, total = step
             await ctx.report_progress(done, total, f"step {done} of {total}")
 
     sender = asyncio.create_task(send())
     try:
         yield lambda done, total: steps.put_nowait((done, total))
     finally:
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sender
+        steps.put_nowait(None)  # the steps reported so far still go out, then the result
+        try:
+            await asyncio.wait_for(sender, timeout=PROGRESS_FLUSH_SECONDS)
+        except asyncio.TimeoutError:
+            pass  # wait_for has cancelled the sender
+        except asyncio.CancelledError:
+            sender.cancel()
+            raise
+        except Exception:  # a client gone mid-notification must not cost the result
+            logger.debug("progress notification failed", exc_info=True)
 
 
 def http_app_routes(
-    server: MCPServer, *, host: str, max_body_bytes: int
+    server: MCPServer, *, host: str, public_base_url: str | None, max_body_bytes: int
 ) -> tuple[list[Any], Callable[[], contextlib.AbstractAsyncContextManager[None]]]:
     """The `/mcp` route of the streamable HTTP transport, for the API app to serve itself
     (its middleware then checks API keys, caps bodies and logs), and the context manager its
     lifespan must run. Stateless: any replica answers any call."""
-    security = None
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        # The SDK's DNS-rebinding guard is for servers on loopback; one on a network is
-        # reached by its own names, and its API keys guard it.
-        security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
-    starlette_app = server.streamable_http_app(
+    routes = server.streamable_http_app(
         streamable_http_path="/mcp",
         stateless_http=True,
         max_request_body_size=max_body_bytes,
-        transport_security=security,
+        transport_security=_transport_security(host, public_base_url),
         host=host,
+    ).routes
+    return list(routes), server.session_manager.run
+
+
+def _transport_security(host: str, public_base_url: str | None) -> TransportSecuritySettings:
+    """The SDK's DNS-rebinding guard (Host and Origin checked) for a server on loopback, which
+    a web page could otherwise reach through a rebound name; it lets through the loopback
+    names and the public name a proxy in front forwards. A server on a network is reached by
+    names of its own: there the API keys guard /mcp."""
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]"]
+    origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+    if public_base_url:
+        public = urlparse(public_base_url)
+        hosts.append(public.netloc)
+        origins.append(f"{public.scheme}://{public.netloc}")
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
     )
-    return list(starlette_app.routes), server.session_manager.run
 
 
 def run_stdio(settings: Settings) -> int:
