@@ -1,8 +1,8 @@
 # Two commands for a fresh machine:
 #   make run    install into .venv and serve the API (ARGS="--model tiny" to run offline)
-#   make test   install into .venv (plus Debian's chromium for the browser tests, Debian's
-#               postgresql for the shared-database test, and the npm openai client for the
-#               Node test) and run the whole test suite
+#   make test   install into .venv with the test tools (plus Debian's chromium for the browser
+#               tests, Debian's postgresql for the shared-database test, and the npm openai
+#               client for the Node test, which needs Node.js and npm) and run the whole suite
 #
 # torch is installed first, pinned, so that pip never resolves a newer build on its own. With
 # no NVIDIA GPU (no nvidia-smi) the CPU build is taken: from a local wheel or pip's configured
@@ -18,9 +18,14 @@ TORCH_INDEX_URL ?= $(if $(HAS_GPU),,https://download.pytorch.org/whl/cpu)
 ARGS ?=
 
 BIN := $(VENV)/bin
+# What serving needs (moderation, SVG, S3, MCP, C2PA), and on top what the tests need (Ray,
+# PostgreSQL, the dev tools): `make run` installs no test tools.
+SERVE_EXTRAS := moderation,svg,s3,mcp,c2pa
+TEST_EXTRAS := $(SERVE_EXTRAS),ray,postgres,dev
 STAMP := $(VENV)/.pixelsmith-installed
+TEST_STAMP := $(VENV)/.pixelsmith-test-installed
 
-.PHONY: install run test lint browser node postgres clean
+.PHONY: install install-test run test lint browser node postgres clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,15 +33,20 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install "$(TORCH)" \
 		|| $(BIN)/python -m pip install "$(TORCH)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
-	$(BIN)/python -m pip install -e ".[moderation,svg,s3,ray,postgres,mcp,c2pa,dev]"
+	$(BIN)/python -m pip install -e ".[$(SERVE_EXTRAS)]"
 	touch $(STAMP)
 
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -e ".[$(TEST_EXTRAS)]"
+	touch $(TEST_STAMP)
+
 install: $(STAMP)
+install-test: $(TEST_STAMP)
 
 run: install
 	$(BIN)/pixelsmith serve $(ARGS)
 
-test: install lint browser node postgres
+test: install-test lint browser node postgres
 	$(BIN)/python -m pytest $(ARGS)
 
 # The official npm `openai` client, for tests/test_node_client.py (Node.js and npm needed).
@@ -62,7 +72,7 @@ postgres:
 		$$SUDO apt-get install -y postgresql || { $$SUDO apt-get update && $$SUDO apt-get install -y postgresql; }; \
 	}
 
-lint: install
+lint: install-test
 	$(BIN)/ruff check src tests benchmarks training
 	$(BIN)/ruff format --check src tests benchmarks training
 	$(BIN)/mypy

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import same_pixels
 from PIL import Image
@@ -43,8 +44,9 @@ def test_generate_writes_files_and_prints_seeds(cache_dir: Path, tmp_path: Path)
         cache_dir=cache_dir,
     )
     assert result.returncode == 0, result.stderr
-    # Progress bars on stderr: loading the model, then the denoising steps.
-    assert "Loading pipeline components" in result.stderr
+    # On stderr: which model loads from where (no bar for a local load), then the steps.
+    assert "loading model tiny from" in result.stderr
+    assert "Loading pipeline components" not in result.stderr
     assert "denoising: 100%" in result.stderr
     for index, seed in ((1, 7), (2, 8)):
         path = tmp_path / f"fox-{index}.webp"
@@ -122,6 +124,10 @@ def test_help_lists_settings_flags(command: str, tmp_path: Path):
     result = run_cli(command, "--help", cache_dir=tmp_path)
     assert result.returncode == 0
     assert "--model" in result.stdout and "--cache-dir" in result.stdout
+    # One request in-process has no port, no keys and no queue: their flags are serve's.
+    server_flags = ("--port", "--api-keys", "--max-connections", "--ray-address")
+    shown = [flag for flag in server_flags if flag in result.stdout]
+    assert shown == (list(server_flags) if command == "serve" else []), shown
 
 
 def test_presets_are_listed_and_a_config_file_maps_public_names_to_them(
@@ -188,7 +194,7 @@ def test_edit_writes_the_edited_image_and_keeps_the_unmasked_pixels(
 
 def test_an_unknown_model_name_lists_the_known_ones(tmp_path: Path):
     result = run_cli("generate", "a cat", "--model", "flux-schnel", cache_dir=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 2  # a usage error, found before anything loads
     assert "Did you mean 'flux-schnell'?" in result.stderr
     assert "tiny" in result.stderr and "sd-turbo-arch" in result.stderr
     assert "Traceback" not in result.stderr
@@ -203,16 +209,50 @@ def test_serve_prints_the_playground_and_api_docs_urls(cache_dir: Path):
     env = os.environ | {"PIXELSMITH_CACHE_DIR": str(cache_dir)}
     command = [sys.executable, "-m", "pixelsmith", "serve", "--model", "tiny", "--port", str(port),
                "--moderation-prompt-classifier", "off"]  # fmt: skip
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as server:
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    ) as server:
         try:
             assert server.stdout is not None
-            lines = [server.stdout.readline() for _ in range(4)]
+            lines = [server.stdout.readline() for _ in range(5)]
+            # The banner comes once the server answers, not before.
+            health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
         finally:
             server.terminate()
-            server.wait(timeout=30)
+            _, errors = server.communicate(timeout=30)
     text = "".join(lines)
+    assert "is ready" in lines[0] and health.status_code == 200
     assert f"http://127.0.0.1:{port}/playground" in text
     assert f"http://127.0.0.1:{port}/docs" in text and f"http://127.0.0.1:{port}/v1" in text
+    assert f"http://127.0.0.1:{port}/mcp" in text
+    # A quiet start: what it loads, and none of the model libraries' bars and warnings.
+    assert "loading tiny" in errors and "loading model tiny from" in errors
+    for noise in ("torchvision", "Loading pipeline components", "Loading weights", "float32: []"):
+        assert noise not in errors, errors
+
+
+def test_a_busy_port_and_bad_arguments_fail_before_anything_loads(cache_dir: Path, tmp_path: Path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        busy = run_cli("serve", "--model", "tiny", "--port", str(port), cache_dir=cache_dir)
+        busy_seconds = time.monotonic() - started
+    assert busy.returncode == 1 and "cannot listen on" in busy.stderr and "--port" in busy.stderr
+    started = time.monotonic()
+    bad_size = run_cli("generate", "x", "--model", "tiny", "--size", "100x100",
+                       "-o", str(tmp_path / "x.png"), cache_dir=cache_dir)  # fmt: skip
+    size_seconds = time.monotonic() - started
+    assert bad_size.returncode == 1 and "(parameter size)" in bad_size.stderr
+    typo = run_cli("generate", "x", "--model", "flux-shnell", cache_dir=cache_dir)
+    assert typo.returncode == 2 and "Did you mean 'flux-schnell'?" in typo.stderr
+    for result in (busy, bad_size, typo):
+        assert "loading model" not in result.stderr, result.stderr  # nothing was loaded
+    # Seconds, not the tens of seconds a model load takes; bounds loose for a busy CI machine.
+    assert busy_seconds < 10 and size_seconds < 10, (busy_seconds, size_seconds)
 
 
 def test_serve_with_replicas_or_a_ray_address_runs_on_ray_serve(
@@ -227,3 +267,23 @@ def test_serve_with_replicas_or_a_ray_address_runs_on_ray_serve(
     assert cli.main(["serve", "--replicas", "2", *flags]) == 0
     assert cli.main(["serve", "--ray-address", "auto", *flags]) == 0
     assert [(s.replicas, s.ray_address) for s in started] == [(2, None), (1, "auto")]
+
+
+def test_models_say_where_the_weights_are_and_download_fetches_them(
+    cache_dir: Path, tmp_path: Path
+):
+    listed = run_cli("models", "--json", "--model", "tiny", cache_dir=cache_dir)
+    assert json.loads(listed.stdout)["models"][0]["weights"].startswith("built in")
+    local = tmp_path / "local-model"
+    local.mkdir()
+    (local / "model_index.json").write_text("{}")
+    listed = run_cli("models", "--model", str(local), cache_dir=cache_dir)
+    assert "weights: local directory, 0 MB" in listed.stdout
+    nothing = run_cli("download", "tiny", cache_dir=cache_dir)
+    assert nothing.returncode == 0 and "tiny: built in" in nothing.stdout
+    typo = run_cli("download", "sd-trubo", cache_dir=cache_dir)
+    assert typo.returncode == 2 and "Did you mean 'sd-turbo'?" in typo.stderr
+    # conftest sends hub traffic to a closed port: the download fails with the reason, no trace.
+    offline = run_cli("download", "sd-turbo", cache_dir=tmp_path)
+    assert offline.returncode == 1 and "could not download stabilityai/sd-turbo" in offline.stderr
+    assert "Traceback" not in offline.stderr

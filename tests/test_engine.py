@@ -539,7 +539,8 @@ PUBLISHED_PARAMETERS = {
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMETERS))
 def test_architecture_models_have_the_real_models_shapes(name: str):
-    from pixelsmith.engine.architectures import architecture_names, build_architecture
+    from pixelsmith.engine.arch_catalog import architecture_names
+    from pixelsmith.engine.architectures import build_architecture
 
     assert name in architecture_names()
     pipeline = build_architecture(name, device="meta")  # shapes only: no memory, no time

@@ -126,7 +126,7 @@ def test_models_endpoint_and_presets_know_every_family(family_client):
 
 
 def test_every_preset_and_architecture_model_is_documented():
-    from pixelsmith.engine.architectures import architecture_names
+    from pixelsmith.engine.arch_catalog import architecture_names
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "models.md").read_text()
     for preset in PRESETS.values():

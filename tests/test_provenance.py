@@ -446,12 +446,25 @@ def test_the_service_signs_generated_streamed_and_edited_images(
     assert found.state == "Trusted" and found.actions[-1]["action"] == "c2pa.edited"
 
 
-def test_images_from_the_running_server_carry_trusted_credentials(client, tiny_settings: Settings):
+def test_images_from_the_running_server_carry_trusted_credentials(cache_dir: Path, tmp_path: Path):
     """Through the official client over HTTP: base64 and URL answers, generations and edits,
     signed by the server's local authority."""
+    import openai
+    from conftest import RunningServer, make_settings
+
+    from pixelsmith.app import create_app
+
+    settings = make_settings(cache_dir, tmp_path, moderation_prompt_classifier="off")
+    with (
+        RunningServer(create_app(settings)) as running,
+        openai.OpenAI(base_url=f"{running.base_url}/v1", api_key="x", max_retries=0) as client,
+    ):
+        check_the_servers_images(client, authority_of(tmp_path))
+
+
+def check_the_servers_images(client: Any, anchor: bytes) -> None:
     import httpx
 
-    anchor = authority_of(tiny_settings.resolved_storage_dir())
     made = client.images.generate(
         prompt="a lighthouse", size="64x64", output_format="webp", extra_body={"seed": 5}
     )

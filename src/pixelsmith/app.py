@@ -22,7 +22,7 @@ from pixelsmith.api.error_handlers import install_error_handlers
 from pixelsmith.api.limits import KeyLimiter, KeyLimitMiddleware, SharedLimiter
 from pixelsmith.api.middleware import RequestContextMiddleware
 from pixelsmith.api.openapi import install_openapi
-from pixelsmith.api.routes import batches, files, images, models, moderations, playground
+from pixelsmith.api.routes import batches, docs, files, images, models, moderations, playground
 from pixelsmith.api.transport.fetch import ImageFetcher
 from pixelsmith.api.transport.responses import JSONResponse
 from pixelsmith.builders import build_content_credentials, build_engine, build_store
@@ -174,6 +174,9 @@ def create_app(
         version=__version__,
         description="OpenAI-compatible image generation on Hugging Face diffusers.",
         lifespan=lifespan,
+        # Served by api/routes/docs.py instead, with their assets from this server.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine or build_engine(settings)
@@ -231,6 +234,8 @@ def create_app(
     app.include_router(moderations.router)
     app.include_router(playground.router)
     app.mount("/playground/static", playground.static_files(), name="playground-static")
+    app.include_router(docs.router)
+    app.mount("/docs/assets", docs.assets(), name="docs-assets")
 
     backend_gauges = [
         metrics.PerModelGauge(

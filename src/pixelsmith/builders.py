@@ -4,12 +4,19 @@ settings reach the engine (as an EngineConfig), the image store and the content 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from pixelsmith.engine import Engine, EngineConfig, SpeedOptions
+from pixelsmith.engine.config import EngineConfig, SpeedOptions
+from pixelsmith.engine.presets import unknown_model_message
+from pixelsmith.engine.registry import ModelRegistry, registry_for
 from pixelsmith.provenance import ContentCredentials
 from pixelsmith.service.names import OPENAI_MODEL_NAMES, SNAPSHOT_BASES
-from pixelsmith.settings import Settings
+from pixelsmith.settings import ModelConfig, Settings
 from pixelsmith.storage import ImageStore, LocalImageStore
+
+if TYPE_CHECKING:
+    from pixelsmith.engine import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +44,27 @@ def engine_config(settings: Settings, *, lazy_load: bool | None = None) -> Engin
 def build_engine(
     settings: Settings, *, show_progress: bool = False, lazy_load: bool | None = None
 ) -> Engine:
-    """An engine for the settings, not loaded yet (cheap: nothing is read from disk)."""
+    """An engine for the settings, not loaded yet (nothing is read from disk, but torch and
+    diffusers are imported)."""
+    from pixelsmith.engine.engine import Engine
+
     return Engine(engine_config(settings, lazy_load=lazy_load), show_progress=show_progress)
+
+
+def build_registry(settings: Settings, sources: list[str] | None = None) -> ModelRegistry:
+    """The settings' models and the names each answers to, checked without importing torch:
+    what the CLI validates its arguments against before anything slow (or, with `sources`,
+    those models instead of the configured ones). A model that is a
+    bare word but no known name is a ValueError (a typo, not a hub repo)."""
+    config = engine_config(settings)
+    if sources:  # these models instead of the configured ones (`pixelsmith download NAME`)
+        config = replace(config, models=tuple(ModelConfig(source=source) for source in sources))
+    registry = registry_for(config)
+    for spec in registry.specs:
+        problem = unknown_model_message(spec.source)
+        if problem is not None:
+            raise ValueError(problem)
+    return registry
 
 
 def build_store(settings: Settings) -> ImageStore:

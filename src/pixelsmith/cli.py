@@ -10,7 +10,7 @@ import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pybase64
 from pydantic import ValidationError
@@ -20,6 +20,9 @@ from pixelsmith.batch_cli import add_batch_parser, run_batch_command
 from pixelsmith.errors import APIError
 from pixelsmith.logs import configure_logging
 from pixelsmith.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from pixelsmith.engine import Engine
 
 # Settings that are not simple values; they come from the config file or the environment.
 _NOT_FLAGS = {"models"}
@@ -40,11 +43,33 @@ def _flag_type(annotation: Any) -> tuple[Any, bool]:
     return str, False  # str, Path, SecretStr, Literal, comma-separated lists
 
 
-def add_settings_flags(parser: argparse.ArgumentParser) -> None:
+# What only a server listening on a port uses: `pixelsmith mcp` (stdio) has no use for them.
+_HTTP_SERVER_ONLY = frozenset({
+    "host", "port", "header_timeout_seconds", "keep_alive_timeout_seconds", "max_connections",
+    "shutdown_grace_seconds", "replicas", "ray_address", "ray_actor_options",
+    "ray_autoscaling_config", "ingress_replicas", "ingress_cpus", "rate_limit_per_minute",
+    "max_concurrent_per_key", "database_path", "database_url", "mcp_enabled", "api_keys",
+    "api_keys_file", "log_format",
+})  # fmt: skip
+# And what only a long-running server uses: one request in-process (`generate`, `edit`) or a
+# listing (`models`) has no queue, no URLs to sign and nobody else's images to fetch.
+_SERVER_ONLY = _HTTP_SERVER_ONLY | {
+    "max_queue_size", "max_batch_size", "batch_timeout", "lazy_load", "memory_budget_gb",
+    "storage", "storage_file_mode", "url_ttl_seconds", "url_signing_key", "public_base_url",
+    "sweep_interval_seconds", "fetch_image_urls", "fetch_image_urls_allow_private",
+    "mcp_readable_dirs",
+}  # fmt: skip
+
+
+def add_settings_flags(
+    parser: argparse.ArgumentParser, *, leave_out: frozenset[str] = frozenset()
+) -> None:
+    """A flag per setting, except those in `leave_out` (which the command does not use; they
+    can still come from the environment or the config file)."""
     group = parser.add_argument_group("settings (also PIXELSMITH_<NAME> env vars or --config file)")
     group.add_argument("--config", help="TOML config file (env PIXELSMITH_CONFIG_FILE).")
     for name, field in Settings.model_fields.items():
-        if name in _NOT_FLAGS:
+        if name in _NOT_FLAGS or name in leave_out:
             continue
         flag = "--" + name.replace("_", "-")
         flag_type, is_bool = _flag_type(field.annotation)
@@ -108,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("prompt", help="What to draw.")
     _add_image_options(generate, default_output="image.png")
     generate.add_argument("--style", help="vivid or natural (dall-e-3 style prompt rewrite).")
-    add_settings_flags(generate)
+    add_settings_flags(generate, leave_out=_SERVER_ONLY)
 
     edit = commands.add_parser(
         "edit", help="Edit an image in-process, no server (with --mask: only the masked area)."
@@ -122,21 +147,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     edit.add_argument("--input-fidelity", help="low (default) or high: how closely to keep it.")
     _add_image_options(edit, default_output="edited.png")
-    add_settings_flags(edit)
+    add_settings_flags(edit, leave_out=_SERVER_ONLY)
 
     mcp = commands.add_parser(
         "mcp",
         help="Serve the image tools to an agent over stdio (Model Context Protocol; needs "
         "the mcp extra). A running server serves them at /mcp too.",
     )
-    add_settings_flags(mcp)
+    add_settings_flags(mcp, leave_out=_HTTP_SERVER_ONLY)
+
+    download = commands.add_parser(
+        "download",
+        help="Download models' weights into the Hugging Face cache ahead of time (default: "
+        "the configured models).",
+    )
+    download.add_argument("names", nargs="*", help="Model names, presets or hub ids.")
+    add_settings_flags(download, leave_out=_SERVER_ONLY)
 
     add_batch_parser(commands)
 
     models = commands.add_parser("models", help="List the configured models, or the presets.")
     models.add_argument("--json", action="store_true", help="Print JSON.")
     models.add_argument("--presets", action="store_true", help="List the built-in presets instead.")
-    add_settings_flags(models)
+    add_settings_flags(models, leave_out=_SERVER_ONLY)
     return parser
 
 
@@ -146,18 +179,44 @@ def main(argv: list[str] | None = None) -> int:
         return run_batch_command(args)
     try:
         settings = settings_from_args(args)
-        from pixelsmith.builders import build_engine
+        from pixelsmith.builders import build_registry
 
-        # Model names and presets are checked now (by the registry), before anything loads.
-        build_engine(settings)
+        # Model names and presets are checked now, before anything slow is even imported.
+        build_registry(settings)
     except (ValidationError, FileNotFoundError, ValueError) as exc:
         print(f"pixelsmith: invalid settings: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
     handlers = {
         "serve": _serve, "generate": _generate, "edit": _generate, "models": _models, "mcp": _mcp,
+        "download": _download,
     }  # fmt: skip
     return handlers[args.command](args, settings)
+
+
+def _download(args: argparse.Namespace, settings: Settings) -> int:
+    """`pixelsmith download [NAME ...]`: the weights, with the hub's progress bar, now rather
+    than at the first start of the server."""
+    from pixelsmith.builders import build_registry
+    from pixelsmith.engine.downloads import download, weights_state
+    from pixelsmith.engine.presets import unknown_model_message
+
+    problems = [problem for name in args.names if (problem := unknown_model_message(name))]
+    if problems:
+        print(f"pixelsmith: {problems[0]}", file=sys.stderr)
+        return 2
+    if settings.offline:
+        print("pixelsmith: offline is on: nothing can be downloaded.", file=sys.stderr)
+        return 2
+    for spec in build_registry(settings, sources=args.names).specs:
+        try:
+            where = download(spec)
+        except Exception as exc:  # the hub's errors are many types; all mean "not now"
+            print(f"pixelsmith: could not download {spec.source}: {exc}", file=sys.stderr)
+            return 1
+        state = weights_state(spec).describe()
+        print(f"{spec.id}: {state}" + (f" in {where}" if where else ""))
+    return 0
 
 
 def _mcp(args: argparse.Namespace, settings: Settings) -> int:
@@ -182,31 +241,53 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             )
             return 2
         return on_ray.run(settings)
-    from pixelsmith.api.server import build_server
-    from pixelsmith.app import create_app
-    from pixelsmith.builders import build_engine
-    from pixelsmith.moderation import build_moderator
+    from pixelsmith.api.server import bind_socket, build_server
 
-    engine = build_engine(settings)
     try:
-        # Before binding the port: a model that cannot load stops us here.
-        engine.load()
-        moderator = build_moderator(settings)
-    except APIError as exc:
-        print(f"pixelsmith: {exc.message}", file=sys.stderr)
+        # First, in a fraction of a second: a port that is taken stops us before any loading.
+        listening = bind_socket(settings)
+    except OSError as exc:
+        where = f"{settings.host}:{settings.port}"
+        advice = "Stop what uses the port, or choose another with --port."
+        print(f"pixelsmith: cannot listen on {where}: {exc.strerror}. {advice}", file=sys.stderr)
         return 1
-    try:
-        app = create_app(settings, engine=engine, moderator=moderator)
-    except ValueError as exc:  # storage or content credentials that cannot be used
-        print(f"pixelsmith: {exc}", file=sys.stderr)
-        return 1
+    with listening:
+        print(f"pixelsmith {__version__}: loading "
+              + ", ".join(config.source for config in settings.model_configs())
+              + " ...", file=sys.stderr, flush=True)  # fmt: skip
+        from pixelsmith.app import create_app
+        from pixelsmith.builders import build_engine
+        from pixelsmith.moderation import build_moderator
+
+        engine = build_engine(settings)
+        try:
+            engine.load()  # a model that cannot load stops us here
+            moderator = build_moderator(settings)
+        except APIError as exc:
+            print(f"pixelsmith: {exc.message}", file=sys.stderr)
+            return 1
+        try:
+            app = create_app(settings, engine=engine, moderator=moderator)
+        except ValueError as exc:  # storage or content credentials that cannot be used
+            print(f"pixelsmith: {exc}", file=sys.stderr)
+            return 1
+        with_mcp = app.state.mcp_lifespan is not None
+        build_server(app, settings, on_ready=lambda: _print_banner(settings, with_mcp)).run(
+            sockets=[listening]
+        )
+    return 0
+
+
+def _print_banner(settings: Settings, with_mcp: bool) -> None:
+    """Where to go, once the server answers there."""
     base = settings.own_base_url()
-    print(f"pixelsmith {__version__}")
+    print(f"pixelsmith {__version__} is ready")
     print(f"  playground:  {base}/playground")
     print(f'  API:         {base}/v1   (OpenAI(base_url="{base}/v1"))')
     print(f"  API docs:    {base}/docs")
-    build_server(app, settings).run()
-    return 0
+    if with_mcp:
+        print(f"  MCP:         {base}/mcp   (docs/agents.md)")
+    sys.stdout.flush()
 
 
 def _numbered(path: Path, index: int, count: int) -> Path:
@@ -223,10 +304,16 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
         CreateImageRequest,
         ImagesResponse,
     )
-    from pixelsmith.builders import build_content_credentials, build_engine, build_store
+    from pixelsmith.builders import (
+        build_content_credentials,
+        build_engine,
+        build_registry,
+        build_store,
+    )
     from pixelsmith.matting import build_matting
     from pixelsmith.moderation import build_moderator
     from pixelsmith.service import ImageService, InputImages, RequestContext
+    from pixelsmith.service.backend import NothingLoaded
     from pixelsmith.service.planning import RequestPlanner
 
     output = Path(args.output)
@@ -268,10 +355,9 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
         print(f"pixelsmith: {exc}", file=sys.stderr)
         return 1
 
-    engine = build_engine(settings, show_progress=True)  # download, load and denoising bars
     context = RequestContext(request_id="cli")
 
-    async def run(service: ImageService) -> ImagesResponse:
+    async def run(engine: Engine, service: ImageService) -> ImagesResponse:
         await engine.start()
         try:
             if isinstance(request, CreateImageEditRequest):
@@ -288,19 +374,21 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
         matting = build_matting(settings.matting_model, offline=settings.offline)
         # Checked before the model loads (minutes, maybe), input files included. The service
         # plans the request again when it runs it, knowing by then what the model can do.
-        planner = RequestPlanner(engine, matting)
+        # torch is not even imported yet.
+        planner = RequestPlanner(NothingLoaded(build_registry(settings)), matting)
         if isinstance(request, CreateImageEditRequest):
             assert inputs is not None
             planner.edit(request, inputs)
         else:
             planner.generation(request)
         credentials = build_content_credentials(settings)  # a bad certificate: before loading
+        engine = build_engine(settings, show_progress=True)  # download and denoising bars
         engine.load()  # on this thread, so that Ctrl-C stops a long download
         service = ImageService(
             engine, build_store(settings), build_moderator(settings), matting,
             credentials=credentials,
         )  # fmt: skip
-        response = asyncio.run(run(service))
+        response = asyncio.run(run(engine, service))
     except APIError as exc:
         where = f" (parameter {exc.param})" if exc.param else ""
         print(f"pixelsmith: {exc.message}{where}", file=sys.stderr)
@@ -367,11 +455,12 @@ def _presets(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace, settings: Settings) -> int:
-    from pixelsmith.builders import build_engine
+    from pixelsmith.builders import build_registry
+    from pixelsmith.engine.downloads import weights_state
 
     if args.presets:
         return _presets(args)
-    registry = build_engine(settings).registry
+    registry = build_registry(settings)
     rows: list[dict[str, Any]] = [
         {
             "id": spec.id,
@@ -383,6 +472,7 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
             "steps": spec.steps.model_dump(),
             "guidance_scale": spec.guidance_scale,
             "license": spec.license,
+            "weights": weights_state(spec).describe(),
         }
         for spec in registry.specs
     ]
@@ -392,6 +482,7 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
     for row in rows:
         print(f"{row['id']}  (source: {row['source']}; preset: {row['preset']}; "
               f"licence: {row['license']})")  # fmt: skip
+        print(f"  weights: {row['weights']}")
         print(f"  answers to: {', '.join(row['aliases']) or '-'}")
         print(f"  sizes: {', '.join(row['sizes'])} (auto = {row['default_size']})")
         steps = row["steps"]

@@ -68,3 +68,6 @@ def configure_logging(level: str, log_format: str = "text") -> None:
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    if level.upper() != "DEBUG":
+        # The MCP SDK's session manager says it started and stopped: nothing to act on.
+        logging.getLogger("mcp").setLevel(logging.WARNING)

@@ -23,6 +23,8 @@ import asyncio
 import logging
 import secrets
 import signal
+import socket
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -119,10 +121,22 @@ class DrainingServer(uvicorn.Server):
     """The first SIGTERM or SIGINT starts draining; the server stops when nothing is in
     flight or the grace period is over. A second signal stops it at once."""
 
-    def __init__(self, config: uvicorn.Config, drain: DrainState, grace_seconds: float) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        drain: DrainState,
+        grace_seconds: float,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(config)
         self.drain = drain
         self.grace_seconds = grace_seconds
+        self.on_ready = on_ready  # once the app has started and the port takes connections
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.on_ready is not None:
+            self.on_ready()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.drain.draining or self.grace_seconds <= 0:
@@ -160,8 +174,10 @@ def build_server(
     *,
     log_level: str | None = None,
     drain: DrainState | None = None,
+    on_ready: Callable[[], None] | None = None,
 ) -> DrainingServer:
-    """The server for `app` (create_app's, or an ASGI wrapper of it given its `drain`)."""
+    """The server for `app` (create_app's, or an ASGI wrapper of it given its `drain`);
+    `on_ready` is called once it serves."""
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -178,4 +194,22 @@ def build_server(
         server_header=False,
     )
     drain = drain or app.state.drain
-    return DrainingServer(config, drain, settings.shutdown_grace_seconds)
+    return DrainingServer(config, drain, settings.shutdown_grace_seconds, on_ready)
+
+
+def bind_socket(settings: Settings) -> socket.socket:
+    """The listening socket, bound before the models load: a port that is taken is reported
+    in a second, not after minutes of loading. OSError if it cannot be bound."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # As uvicorn binds: a restarted server may take the port its predecessor left in
+        # TIME_WAIT (never one that is in use).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((settings.host, settings.port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock

@@ -12,8 +12,9 @@ worker per model. Never imports the API or service layers.
     jobs.py      GenerationJob, GenerationOutput, ModelCapabilities: plain data
 """
 
+from typing import TYPE_CHECKING, Any
+
 from pixelsmith.engine.config import EngineConfig, SpeedOptions
-from pixelsmith.engine.engine import Engine
 from pixelsmith.engine.jobs import (
     GenerationJob,
     GenerationOutput,
@@ -22,6 +23,20 @@ from pixelsmith.engine.jobs import (
     UnsupportedJobError,
 )
 from pixelsmith.engine.registry import ModelRegistry, ModelSpec
+
+if TYPE_CHECKING:
+    from pixelsmith.engine.engine import Engine
+
+
+def __getattr__(name: str) -> Any:
+    # Engine brings torch and diffusers (seconds to import): only what runs models needs it,
+    # not the CLI checking its arguments or `pixelsmith --help`.
+    if name == "Engine":
+        from pixelsmith.engine.engine import Engine
+
+        return Engine
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Engine",

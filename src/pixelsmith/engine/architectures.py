@@ -21,14 +21,12 @@ benchmark the server on a machine that cannot fetch weights. `--model sd-turbo-a
 from __future__ import annotations
 
 import inspect
-import json
 import threading
-from functools import cache
-from importlib import resources
 from typing import Any
 
 import torch
 
+from pixelsmith.engine.arch_catalog import architecture_config
 from pixelsmith.engine.tiny import byte_level_clip_tokenizer
 
 ARCH_SEED = 0
@@ -41,23 +39,6 @@ _TEXT_CONFIGS = {
     "CLIPTextModelWithProjection": "CLIPTextConfig",
     "T5EncoderModel": "T5Config",
 }
-
-
-@cache
-def architecture_names() -> tuple[str, ...]:
-    folder = resources.files("pixelsmith.engine").joinpath("arch_configs")
-    names = (entry.name.removesuffix(".json") for entry in folder.iterdir())
-    return tuple(sorted(name for name in names if name.endswith("-arch")))
-
-
-def is_architecture(source: str) -> bool:
-    return source in architecture_names()
-
-
-def architecture_config(name: str) -> dict[str, Any]:
-    folder = resources.files("pixelsmith.engine").joinpath("arch_configs")
-    config: dict[str, Any] = json.loads(folder.joinpath(f"{name}.json").read_text())
-    return config
 
 
 def build_architecture(

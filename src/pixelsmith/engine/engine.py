@@ -15,7 +15,7 @@ from pixelsmith.engine.config import EngineConfig
 from pixelsmith.engine.jobs import GenerationJob, GenerationOutput, ModelCapabilities
 from pixelsmith.engine.loading import LoadOptions, load_pipeline
 from pixelsmith.engine.pipeline import LoadedPipeline
-from pixelsmith.engine.registry import ModelRegistry, ModelSpec
+from pixelsmith.engine.registry import ModelSpec, registry_for
 from pixelsmith.engine.worker import PipelineWorker
 from pixelsmith.errors import ServiceUnavailableError
 
@@ -36,13 +36,7 @@ class Engine:
 
     def __init__(self, config: EngineConfig, *, show_progress: bool = False) -> None:
         self.config = config
-        self.registry = ModelRegistry(
-            config.models,
-            default_aliases=config.default_aliases,
-            alias_bases=config.alias_bases,
-            device=config.device,
-            dtype=config.dtype,
-        )
+        self.registry = registry_for(config)
         self._load_options = LoadOptions(
             cache_dir=config.cache_dir,
             offline=config.offline,

@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from pixelsmith.engine.architectures import build_architecture, is_architecture
+from pixelsmith.engine.arch_catalog import is_architecture
+from pixelsmith.engine.architectures import build_architecture
 from pixelsmith.engine.config import SpeedOptions
 from pixelsmith.engine.devices import dtype_name, resolve_device, resolve_dtype
+from pixelsmith.engine.downloads import directory_size, human_size
 from pixelsmith.engine.image_prompts import ImagePrompts
 from pixelsmith.engine.pipeline import LoadedPipeline
+from pixelsmith.engine.presets import unknown_model_message
 from pixelsmith.engine.registry import ModelSpec
 from pixelsmith.engine.tiny import (
     TINY_IP_ADAPTER_FOLDER,
@@ -57,9 +61,31 @@ def _keep_prompts_out_of_the_log() -> None:
     logging.getLogger("diffusers.pipelines").setLevel(logging.ERROR)
 
 
+def _quiet_model_libraries() -> None:
+    """What diffusers and transformers print while a model loads, unless pixelsmith logs at
+    debug: their per-component loading bars (a local load shows none; a download keeps the hub's
+    own bars), and warnings a user cannot act on (image processors that would like torchvision,
+    float32 casts of a model loaded in float32, a deprecated argument diffusers passes to the
+    hub). Their errors still reach the log."""
+    if logging.getLogger("pixelsmith").isEnabledFor(logging.DEBUG):
+        return
+    import diffusers.utils.logging as diffusers_logging
+    import transformers.utils.logging as transformers_logging
+
+    for library in (diffusers_logging, transformers_logging):
+        library.set_verbosity_error()
+        library.disable_progress_bar()
+    warnings.filterwarnings(
+        "ignore",
+        message="The `local_dir_use_symlinks` argument is deprecated",
+        category=UserWarning,
+    )
+
+
 def load_pipeline(spec: ModelSpec, options: LoadOptions) -> LoadedPipeline:
     """Load `spec` with diffusers' own loader; raise ModelLoadError with advice on failure."""
     _keep_prompts_out_of_the_log()
+    _quiet_model_libraries()
     started = time.perf_counter()
     device, dtype = _placement(spec)
     if is_architecture(spec.source):
@@ -112,7 +138,9 @@ def _location(spec: ModelSpec, options: LoadOptions) -> str | Path:
         return location
     if "/" not in spec.source:
         # Hub ids are org/name: a bare word is a mistyped built-in name, not a repo.
-        raise ModelLoadError(_unknown_name_message(spec.source))
+        raise ModelLoadError(
+            unknown_model_message(spec.source) or f"Unknown model {spec.source!r}."
+        )
     return spec.source
 
 
@@ -125,7 +153,11 @@ def _from_pretrained(
 ) -> _Weights:
     from diffusers import AutoPipelineForText2Image
 
-    logger.info("loading model %s from %s on %s (%s)", spec.id, location, device, dtype_name(dtype))
+    # How big, for a local load (a download shows the hub's own progress bar).
+    size = f", {human_size(directory_size(location))}" if isinstance(location, Path) else ""
+    logger.info(
+        "loading model %s from %s on %s (%s%s)", spec.id, location, device, dtype_name(dtype), size
+    )
     local_only = options.offline
     unreachable: str | None = None
     if isinstance(location, str) and not options.offline:
@@ -270,21 +302,6 @@ def _load_tiny_autoencoder(
             f"{spec.id!r} makes {model_channels}-channel ones."
         )
     return decoder.to(device=weights.device, dtype=weights.dtype).eval()
-
-
-def _unknown_name_message(source: str) -> str:
-    import difflib
-
-    from pixelsmith.engine.architectures import architecture_names
-    from pixelsmith.engine.presets import PRESETS
-
-    known = ["tiny", *(name for name in PRESETS if name != "tiny"), *architecture_names()]
-    close = difflib.get_close_matches(source, known, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return (
-        f"Unknown model {source!r}.{hint} Known names: {', '.join(known)}. Or give a Hugging "
-        "Face hub id (org/name, e.g. stabilityai/sd-turbo) or a local diffusers directory."
-    )
 
 
 def _describe(exc: BaseException) -> str:

@@ -9,6 +9,7 @@ GENERIC_PRESET.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 from pixelsmith.settings import QualitySteps
@@ -244,7 +245,7 @@ def find_preset(name_or_source: str) -> ModelPreset | None:
 
 def preset_for(source: str, preset: str | None = None) -> ModelPreset:
     """The preset a model gets: the one its config names, else the one its source matches."""
-    from pixelsmith.engine.architectures import architecture_config, is_architecture
+    from pixelsmith.engine.arch_catalog import architecture_config, is_architecture
 
     if preset is not None:
         found = find_preset(preset)
@@ -260,3 +261,20 @@ def resolve_source(source: str) -> str:
     """What to load for `source`: a preset's name stands for its hub id."""
     preset = PRESETS.get(source)
     return preset.source if preset is not None else source
+
+
+def unknown_model_message(source: str) -> str | None:
+    """What is wrong with a model source that is a bare word but no model this package knows
+    (hub ids are org/name), with the closest known name; None for a source that may load."""
+    from pixelsmith.engine.arch_catalog import architecture_names
+    from pixelsmith.settings import looks_like_path
+
+    known = ["tiny", *(name for name in PRESETS if name != "tiny"), *architecture_names()]
+    if source in known or "/" in source or looks_like_path(source):
+        return None
+    close = difflib.get_close_matches(source, known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return (
+        f"Unknown model {source!r}.{hint} Known names: {', '.join(known)}. Or give a Hugging "
+        "Face hub id (org/name, e.g. stabilityai/sd-turbo) or a local diffusers directory."
+    )

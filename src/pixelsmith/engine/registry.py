@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from pixelsmith.engine.config import EngineConfig
 from pixelsmith.engine.presets import preset_for, resolve_source
 from pixelsmith.errors import ModelNotFoundError
 from pixelsmith.settings import ModelConfig, QualitySteps
@@ -172,3 +173,14 @@ class ModelRegistry:
             return self._by_name[name]
         except KeyError:
             raise ModelNotFoundError(name, self.names()) from None
+
+
+def registry_for(config: EngineConfig) -> ModelRegistry:
+    """The registry of an engine's configuration: every model name checked, nothing loaded."""
+    return ModelRegistry(
+        config.models,
+        default_aliases=config.default_aliases,
+        alias_bases=config.alias_bases,
+        device=config.device,
+        dtype=config.dtype,
+    )

@@ -10,13 +10,28 @@ from pixelsmith.engine import GenerationJob, GenerationOutput, ModelCapabilities
 from pixelsmith.engine.registry import ModelRegistry, ModelSpec
 
 
-class ImageBackend(Protocol):
+class PlanningBackend(Protocol):
+    """What planning a request needs: the models, and what each can do once loaded."""
+
     registry: ModelRegistry
 
     def capabilities(self, spec: ModelSpec) -> ModelCapabilities | None:
         """What the model can do, or None while it is not known (not loaded yet)."""
         ...
 
+
+class NothingLoaded:
+    """A PlanningBackend before any model has loaded (the CLI checks a request with it before
+    it imports torch): the registry, and no capabilities known yet."""
+
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+
+    def capabilities(self, spec: ModelSpec) -> ModelCapabilities | None:
+        return None
+
+
+class ImageBackend(PlanningBackend, Protocol):
     def enqueue(self, spec: ModelSpec, job: GenerationJob) -> asyncio.Future[GenerationOutput]:
         """Queue `job`; the future gives its output. A backend that knows at once that there is
         no room raises RateLimitError here; one that learns it later (replicas elsewhere)

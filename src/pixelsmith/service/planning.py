@@ -26,7 +26,7 @@ from pixelsmith.engine.jobs import Drafting, JobKind
 from pixelsmith.errors import InvalidRequestError, ModelNotFoundError, reject_unpaired_surrogates
 from pixelsmith.matting import Matting
 from pixelsmith.provenance import SourceFile
-from pixelsmith.service.backend import ImageBackend
+from pixelsmith.service.backend import PlanningBackend
 from pixelsmith.service.formats import check_legacy, check_streaming, output_options
 from pixelsmith.service.inputs import (
     MAX_EDIT_PIXELS,
@@ -74,7 +74,7 @@ class RequestPlanner:
     """Turns generation, edit and variation requests into ImagePlans. Blocking (images are
     decoded and resized): call it off the event loop."""
 
-    def __init__(self, backend: ImageBackend, matting: Matting) -> None:
+    def __init__(self, backend: PlanningBackend, matting: Matting) -> None:
         self.backend = backend
         self.matting = matting
 
