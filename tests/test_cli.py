@@ -287,3 +287,30 @@ def test_models_say_where_the_weights_are_and_download_fetches_them(
     offline = run_cli("download", "sd-turbo", cache_dir=tmp_path)
     assert offline.returncode == 1 and "could not download stabilityai/sd-turbo" in offline.stderr
     assert "Traceback" not in offline.stderr
+
+
+def test_the_download_estimate_counts_what_diffusers_would_fetch():
+    from pixelsmith.engine.downloads import download_size
+
+    files = {
+        "model_index.json": 1,
+        "v2-1_512-ema.safetensors": 5_000,  # a root checkpoint: diffusers leaves it
+        "unet/config.json": 10,
+        "unet/diffusion_pytorch_model.safetensors": 1_000,
+        "unet/diffusion_pytorch_model.fp16.safetensors": 500,
+        "unet/diffusion_pytorch_model.bin": 1_000,  # safetensors are there: not fetched
+        "vae/config.json": 10,
+        "vae/diffusion_pytorch_model.safetensors": 100,  # no fp16 file: the plain one
+        "safety_checker/model.safetensors": 2_000,  # not a component of model_index
+    }
+    components = {"unet", "vae"}
+    assert download_size(files, components, "fp16") == 1 + 10 + 500 + 10 + 100
+    assert download_size(files, components, None) == 1 + 10 + 1_000 + 10 + 100
+
+
+def test_models_say_how_a_hub_model_stands_without_a_network(tmp_path: Path):
+    # conftest sends hub traffic to a closed port: no size, said so, and quickly.
+    started = time.monotonic()
+    listed = run_cli("models", "--model", "sd-turbo", cache_dir=tmp_path)
+    assert "weights: not downloaded; the hub could not be asked how big it is" in listed.stdout
+    assert time.monotonic() - started < 30

@@ -40,6 +40,11 @@ def test_generation_stream_through_the_official_client(client):
     # For each preview step one partial per image, then one completed per image.
     assert types == ["image_generation.partial_image"] * 4 + ["image_generation.completed"] * 2
     assert [event.partial_image_index for event in events[:4]] == [0, 0, 1, 1]
+    # pixelsmith extension: the step each preview shows, of the run's steps (4 for "high").
+    shown = [step + 1 for step in preview_steps(4, 2) for _ in range(2)]
+    assert [(event.step, event.num_inference_steps) for event in events[:4]] == [
+        (step, 4) for step in shown
+    ]
     for event in events:
         assert size_of(event.b64_json) == (128, 128)
         assert event.size == "128x128" and event.quality == "high"

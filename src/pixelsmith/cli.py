@@ -22,7 +22,7 @@ from pixelsmith.logs import configure_logging
 from pixelsmith.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from pixelsmith.engine import Engine
+    from pixelsmith.engine import Engine, ModelSpec
 
 # Settings that are not simple values; they come from the config file or the environment.
 _NOT_FLAGS = {"models"}
@@ -454,9 +454,21 @@ def _presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _weights(spec: ModelSpec, settings: Settings) -> str:
+    """Where a model's weights are, and for one not downloaded yet, about how big it is."""
+    from pixelsmith.engine.downloads import estimated_download, human_size, weights_state
+
+    state = weights_state(spec)
+    if not state.needs_download or settings.offline:
+        return state.describe()
+    size = estimated_download(spec)
+    if size is None:
+        return "not downloaded; the hub could not be asked how big it is"
+    return f"not downloaded; about {human_size(size)} to download (`pixelsmith download`)"
+
+
 def _models(args: argparse.Namespace, settings: Settings) -> int:
     from pixelsmith.builders import build_registry
-    from pixelsmith.engine.downloads import weights_state
 
     if args.presets:
         return _presets(args)
@@ -472,7 +484,7 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
             "steps": spec.steps.model_dump(),
             "guidance_scale": spec.guidance_scale,
             "license": spec.license,
-            "weights": weights_state(spec).describe(),
+            "weights": _weights(spec, settings),
         }
         for spec in registry.specs
     ]

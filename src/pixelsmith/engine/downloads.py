@@ -16,6 +16,7 @@ from pixelsmith.settings import looks_like_path
 class WeightsState:
     where: str  # "built in", "random weights", "local directory", "cached", "not downloaded"
     size_bytes: int | None = None  # on disk, when known
+    needs_download: bool = False  # a hub model not in the cache yet
 
     def describe(self) -> str:
         if self.size_bytes is None:
@@ -50,8 +51,57 @@ def weights_state(spec: ModelSpec) -> WeightsState:
         cached = {}
     repo = cached.get(spec.source)
     if repo is None:
-        return WeightsState("not downloaded (`pixelsmith download` fetches it)")
+        return WeightsState("not downloaded (`pixelsmith download` fetches it)", None, True)
     return WeightsState("cached", repo.size_on_disk)
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".msgpack", ".onnx", ".gguf")
+
+
+def download_size(files: dict[str, int], components: set[str], variant: str | None) -> int:
+    """About what diffusers downloads of a repo whose files (path -> bytes) are `files`: the
+    folders of the components model_index.json names, with one format of weights per folder
+    (safetensors where there are any) and the variant's files where the folder has them; no
+    root-level checkpoints. An estimate for `pixelsmith models`, not a promise."""
+    by_folder: dict[str, list[tuple[str, int]]] = {}
+    total = files.get("model_index.json", 0)
+    for path, size in files.items():
+        folder, _, name = path.partition("/")
+        if name and folder in components:
+            by_folder.setdefault(folder, []).append((name, size))
+    for entries in by_folder.values():
+        weights = [(name, size) for name, size in entries if name.endswith(WEIGHT_SUFFIXES)]
+        total += sum(size for name, size in entries if not name.endswith(WEIGHT_SUFFIXES))
+        if any(name.endswith(".safetensors") for name, _ in weights):
+            weights = [(name, size) for name, size in weights if name.endswith(".safetensors")]
+        tagged = [(name, size) for name, size in weights if variant and f".{variant}." in name]
+        # Without the variant's files, diffusers takes the plain ones (no variant tag at all).
+        plain = [(name, size) for name, size in weights if name.count(".") == 1]
+        total += sum(size for _, size in (tagged or plain or weights))
+    return total
+
+
+def estimated_download(spec: ModelSpec, timeout: float = 5.0) -> int | None:
+    """The bytes `pixelsmith download` would fetch, asked of the hub (briefly: None when it
+    cannot be reached, or the repo is no diffusers pipeline)."""
+    import json
+
+    from huggingface_hub import HfApi, hf_hub_download
+
+    try:
+        info = HfApi().model_info(
+            spec.source, revision=spec.revision, files_metadata=True, timeout=timeout
+        )
+        index = json.loads(
+            Path(
+                hf_hub_download(spec.source, "model_index.json", revision=spec.revision)
+            ).read_text()
+        )
+    except Exception:  # unreachable, gated, not a pipeline: no estimate
+        return None
+    files = {sibling.rfilename: sibling.size or 0 for sibling in info.siblings or []}
+    components = {name for name, value in index.items() if isinstance(value, list)}
+    return download_size(files, components, spec.variant)
 
 
 def download(spec: ModelSpec) -> Path | None:

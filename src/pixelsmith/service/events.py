@@ -30,12 +30,17 @@ class StreamEvents:
         }
         self._end_user = {"safety_identifier": plan.end_user} if plan.end_user else {}
 
-    def partial_image(self, data: bytes, index: int) -> StreamEvent:
+    def partial_image(
+        self, data: bytes, index: int, step: tuple[int, int] | None = None
+    ) -> StreamEvent:
+        # pixelsmith extension: the denoising step the preview shows, of how many.
+        progress = {"step": step[0], "num_inference_steps": step[1]} if step else {}
         return {
             "type": f"{self._prefix}.partial_image",
             "b64_json": b64(data),
             **self._fields,
             "partial_image_index": index,
+            **progress,
         }
 
     def completed(self, data: bytes, usage: ImageUsage, seed: int) -> StreamEvent:

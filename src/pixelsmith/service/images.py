@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from PIL import Image
 
@@ -206,7 +207,7 @@ class ImageService:
         completed per image, in seed order. A failure from here on is an `error` event."""
         events = StreamEvents(plan)
         try:
-            async for index, images in run.previews():
+            async for index, images, step in run.previews():
                 # Nothing leaves the server unchecked: the prompt's verdict first, then the
                 # preview images themselves, as if they were outputs.
                 await moderation.prompt()
@@ -225,7 +226,7 @@ class ImageService:
                 for _ in encoded:
                     metrics.PREVIEW_SECONDS.observe(seconds)
                 for data in encoded:
-                    yield events.partial_image(data, index)
+                    yield events.partial_image(data, index, step)
             output = await run.output()
             context.outcome.replica = output.served_by
             await moderation.prompt()
@@ -272,6 +273,15 @@ class ImageStream:
         await self._events.aclose()
 
 
+class Preview(NamedTuple):
+    """Images of a run in progress: the preview index, one image per seed, and the denoising
+    step (done, of all) they show, when the engine said."""
+
+    preview_index: int
+    images: list[Image.Image]
+    step: tuple[int, int] | None
+
+
 class _Run:
     """One job on the backend's queue: its output to come, its previews as they arrive, and a
     switch that stops it."""
@@ -287,29 +297,33 @@ class _Run:
         self._plan = plan
         self._backend = backend
         self._cancelled = threading.Event()
-        self._previews: asyncio.Queue[tuple[int, list[Image.Image]] | None] = asyncio.Queue()
+        self._previews: asyncio.Queue[Preview | None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
         sent = -1
+        # The step the run is at: the engine reports a step before the preview made after it.
+        latest_step: tuple[int, int] | None = None
 
         def on_preview(index: int, images: list[Image.Image]) -> None:  # worker thread
             nonlocal sent
             # A batch that fails is run again job by job, and sends its previews again.
             if index > sent:
                 sent = index
-                loop.call_soon_threadsafe(self._previews.put_nowait, (index, images))
+                preview = Preview(index, images, latest_step)
+                loop.call_soon_threadsafe(self._previews.put_nowait, preview)
 
-        on_step = None
-        if context.on_progress is not None:
-            report = context.on_progress
+        report = context.on_progress
 
-            def on_step(done: int, total: int) -> None:  # worker thread
+        def on_step(done: int, total: int) -> None:  # worker thread
+            nonlocal latest_step
+            latest_step = (done, total)
+            if report is not None:
                 loop.call_soon_threadsafe(report, done, total)
 
         job = replace(
             plan.job,
             cancelled=self._cancelled,
             on_preview=on_preview if previews else None,
-            on_step=on_step,
+            on_step=on_step if previews or report is not None else None,
             priority=context.priority,
         )
         self._output = backend.enqueue(plan.spec, job)
@@ -326,7 +340,7 @@ class _Run:
             self.stop()
             raise
 
-    async def previews(self) -> AsyncIterator[tuple[int, list[Image.Image]]]:
+    async def previews(self) -> AsyncIterator[Preview]:
         """Previews until the run ends."""
         while (preview := await self._previews.get()) is not None:
             yield preview

@@ -292,15 +292,18 @@ class Run {
   }
 
   // Previews come image by image for each preview step ("0, 0, 1, 1" for n=2): the count of
-  // events with this partial_image_index tells which image it belongs to. The events carry no
-  // step number, and a model with few steps sends fewer previews than asked: so "of up to".
+  // events with this partial_image_index tells which image it belongs to. pixelsmith adds the
+  // denoising step each preview shows (`step` of `num_inference_steps`); without them (another
+  // server), the preview's number, "of up to" since a model with few steps sends fewer.
   preview(event) {
     const step = event.partial_image_index;
     const image = this.partialCounts[step] || 0;
     this.partialCounts[step] = image + 1;
     const card = this.cards[image];
     if (!card || !card.classList.contains("pending")) return;
-    const what = `preview ${step + 1} of up to ${this.fields.partial_images}`;
+    const what = event.step
+      ? `step ${event.step} of ${event.num_inference_steps}`
+      : `preview ${step + 1} of up to ${this.fields.partial_images}`;
     setCardImage(card, dataUrl(event.b64_json, event.output_format), `image ${image + 1}, ${what}`);
     card.querySelector(".label").textContent = `Image ${image + 1} · ${what}`;
     card.dataset.previews = step + 1; // how many it has shown, for tests and styles
