@@ -314,3 +314,17 @@ def test_models_say_how_a_hub_model_stands_without_a_network(tmp_path: Path):
     listed = run_cli("models", "--model", "sd-turbo", cache_dir=tmp_path)
     assert "weights: not downloaded; the hub could not be asked how big it is" in listed.stdout
     assert time.monotonic() - started < 30
+
+
+def test_a_download_shows_one_bar_and_a_local_load_none():
+    import diffusers.utils.logging as diffusers_logging
+    import transformers.utils.logging as transformers_logging
+    from huggingface_hub.utils import are_progress_bars_disabled
+
+    from pixelsmith.engine.quiet import quiet_model_libraries
+
+    quiet_model_libraries()
+    assert not diffusers_logging.is_progress_bar_enabled()
+    assert not transformers_logging.is_progress_bar_enabled()
+    assert are_progress_bars_disabled("huggingface_hub.snapshot_download")  # bytes written
+    assert not are_progress_bars_disabled("huggingface_hub.snapshot_download.transfer")

@@ -112,5 +112,8 @@ def download(spec: ModelSpec) -> Path | None:
         return None
     from diffusers import DiffusionPipeline
 
+    from pixelsmith.engine.quiet import quiet_model_libraries
+
+    quiet_model_libraries()
     location = DiffusionPipeline.download(spec.source, revision=spec.revision, variant=spec.variant)
     return Path(location)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from pixelsmith.engine.downloads import directory_size, human_size
 from pixelsmith.engine.image_prompts import ImagePrompts
 from pixelsmith.engine.pipeline import LoadedPipeline
 from pixelsmith.engine.presets import unknown_model_message
+from pixelsmith.engine.quiet import quiet_model_libraries
 from pixelsmith.engine.registry import ModelSpec
 from pixelsmith.engine.tiny import (
     TINY_IP_ADAPTER_FOLDER,
@@ -61,31 +61,10 @@ def _keep_prompts_out_of_the_log() -> None:
     logging.getLogger("diffusers.pipelines").setLevel(logging.ERROR)
 
 
-def _quiet_model_libraries() -> None:
-    """What diffusers and transformers print while a model loads, unless pixelsmith logs at
-    debug: their per-component loading bars (a local load shows none; a download keeps the hub's
-    own bars), and warnings a user cannot act on (image processors that would like torchvision,
-    float32 casts of a model loaded in float32, a deprecated argument diffusers passes to the
-    hub). Their errors still reach the log."""
-    if logging.getLogger("pixelsmith").isEnabledFor(logging.DEBUG):
-        return
-    import diffusers.utils.logging as diffusers_logging
-    import transformers.utils.logging as transformers_logging
-
-    for library in (diffusers_logging, transformers_logging):
-        library.set_verbosity_error()
-        library.disable_progress_bar()
-    warnings.filterwarnings(
-        "ignore",
-        message="The `local_dir_use_symlinks` argument is deprecated",
-        category=UserWarning,
-    )
-
-
 def load_pipeline(spec: ModelSpec, options: LoadOptions) -> LoadedPipeline:
     """Load `spec` with diffusers' own loader; raise ModelLoadError with advice on failure."""
     _keep_prompts_out_of_the_log()
-    _quiet_model_libraries()
+    quiet_model_libraries()
     started = time.perf_counter()
     device, dtype = _placement(spec)
     if is_architecture(spec.source):
