@@ -688,3 +688,100 @@ def test_interactive_jobs_wait_behind_no_queued_batch_line():
 
     asyncio.run(scenario())
     assert order == ["batch-0", "interactive", "batch-1", "batch-2"]
+
+
+def test_compiled_pipelines_get_batches_of_a_few_sizes_only():
+    """With compile, the worker forms batches of its bucket sizes (1, 2, 4): seven waiting
+    one-image jobs run as 4, 2 and 1, never as a shape that would compile again."""
+    from pixelsmith.engine.worker import bucket_sizes
+
+    assert bucket_sizes(4) == (1, 2, 4) and bucket_sizes(6) == (1, 2, 4, 6)
+    assert bucket_sizes(1) == (1,)
+    runner = RecordingRunner(seconds=0.1)
+
+    async def scenario() -> None:
+        worker = PipelineWorker(
+            "test", runner, max_queue_size=16, max_batch_size=4, batch_key=by_size,
+            buckets=bucket_sizes(4),
+        )  # fmt: skip
+        worker.start()
+        first = asyncio.create_task(submit(worker, job(seeds=(0,))))
+        await asyncio.sleep(0.03)  # job 0 runs alone; seven more wait meanwhile
+        later = [asyncio.create_task(submit(worker, job(seeds=(i,)))) for i in range(1, 8)]
+        await first
+        await asyncio.gather(*later)
+        await worker.stop()
+
+    asyncio.run(scenario())
+    assert [len(batch) for batch in runner.batches] == [1, 4, 2, 1]
+    assert sorted(seed for batch in runner.batches for seed in batch) == list(range(8))
+    assert runner.batches[1:] == [[1, 2, 3, 4], [5, 6], [7]]  # queue order kept
+
+
+def test_batches_are_kept_to_what_fits_the_gpus_memory():
+    from pixelsmith.engine.gpu_memory import HEADROOM, ActivationMemory
+
+    # 1 KB per pixel: a 512x512 image takes 256 MiB, a 1024x1024 one 1 GiB.
+    memory = ActivationMemory(bytes_per_pixel=1024)
+    free = int(4 * 2**30 / HEADROOM)
+    assert memory.images_that_fit(512, 512, free) == 16
+    assert memory.images_that_fit(1024, 1024, free) == 4
+    assert memory.images_that_fit(2048, 2048, free) == 1  # never none: one always runs
+    runner = RecordingRunner(seconds=0.1)
+
+    async def scenario() -> None:
+        worker = PipelineWorker(
+            "test", runner, max_queue_size=16, max_batch_size=8, batch_key=by_size,
+            batch_limit=lambda job: memory.images_that_fit(job.width * 16, job.height * 16, free),
+        )  # fmt: skip
+        worker.start()
+        first = asyncio.create_task(submit(worker, job(seeds=(0,))))
+        await asyncio.sleep(0.03)
+        later = [asyncio.create_task(submit(worker, job(seeds=(i,)))) for i in range(1, 7)]
+        await first
+        await asyncio.gather(*later)
+        await worker.stop()
+
+    asyncio.run(scenario())
+    # job() is 64x64: at 16x the sides (1024x1024) four fit, under max_batch_size 8.
+    assert [len(batch) for batch in runner.batches] == [1, 4, 2]
+
+
+def test_on_a_gpu_each_family_gets_its_precision(monkeypatch: pytest.MonkeyPatch):
+    """SDXL's VAE overflows in float16: bfloat16 where the GPU has it, else float16 with
+    diffusers decoding in float32 (the VAE's force_upcast, kept in the SDXL architecture)."""
+    from pixelsmith.engine import loading
+    from pixelsmith.engine.arch_catalog import architecture_config
+    from pixelsmith.engine.registry import ModelSpec
+    from pixelsmith.settings import ModelConfig
+
+    monkeypatch.setattr(loading, "resolve_device", lambda requested: torch.device("cuda"))
+    for bf16, expected in ((True, {"sdxl": torch.bfloat16, "sd-turbo": torch.float16,
+                                   "flux-schnell": torch.bfloat16}),
+                           (False, {"sdxl": torch.float16, "sd-turbo": torch.float16,
+                                    "flux-schnell": torch.float16})):  # fmt: skip
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, _bf16=bf16, **kw: _bf16)
+        for preset, dtype in expected.items():
+            spec = ModelSpec.from_config(
+                ModelConfig(source=preset), aliases=(), device="auto", dtype="auto"
+            )
+            assert loading._placement(spec) == (torch.device("cuda"), dtype), preset
+    vae = architecture_config("sdxl-arch")["components"]["vae"]
+    assert vae["config"]["force_upcast"] is True
+
+
+def test_the_engine_buckets_only_compiled_models_and_measures_memory_only_on_gpus(
+    cache_dir: Path, tmp_path: Path
+):
+    plain = build_engine(make_settings(cache_dir, tmp_path, offline=True, max_batch_size=8))
+    assert plain._buckets() is None
+    compiled = build_engine(
+        make_settings(cache_dir, tmp_path, offline=True, compile=True, max_batch_size=8)
+    )
+    assert compiled._buckets() == (1, 2, 4, 8)
+    warmed = build_engine(make_settings(cache_dir, tmp_path, offline=True, warmup="on"))
+    warmed.load()
+    loaded = warmed.pipeline(warmed.registry.default)
+    assert loaded.activation_memory is None  # a CPU: the batch is max_batch_size's
+    limit = warmed._batch_limit(warmed.registry.default)
+    assert limit(job(seeds=(0,))) == warmed.config.max_batch_size

@@ -34,7 +34,11 @@ def engine_config(settings: Settings, *, lazy_load: bool | None = None) -> Engin
         lazy_load=settings.lazy_load if lazy_load is None else lazy_load,
         memory_budget_gb=settings.memory_budget_gb,
         warmup=settings.warmup,
-        speed=SpeedOptions(channels_last=settings.channels_last, compile=settings.compile),
+        speed=SpeedOptions(
+            channels_last=settings.channels_last,
+            compile=settings.compile,
+            compile_mode=settings.compile_mode,
+        ),
         max_queue_size=settings.max_queue_size,
         max_batch_size=settings.max_batch_size,
         batch_timeout=settings.batch_timeout,

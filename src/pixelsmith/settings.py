@@ -372,7 +372,14 @@ class Settings(BaseSettings):
     compile: bool = Field(
         default=False,
         description="torch.compile each model's denoiser (UNet or transformer). Faster steps on "
-        "GPUs after a slow first run per image size; use with warmup.",
+        "GPUs after a slow first run per image size; batches then take a few sizes (1, 2, 4, "
+        "..., max_batch_size), each compiled at warm-up.",
+    )
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = Field(
+        default="default",
+        description="torch.compile's mode: reduce-overhead also captures CUDA graphs (the "
+        "launch overhead of small models at small batches goes), max-autotune tries kernels "
+        "at warm-up (minutes).",
     )
     channels_last: bool = Field(
         default=False,

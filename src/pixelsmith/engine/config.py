@@ -17,6 +17,7 @@ class SpeedOptions:
 
     channels_last: bool = False
     compile: bool = False
+    compile_mode: str = "default"  # torch.compile's; reduce-overhead captures CUDA graphs
 
 
 @dataclass(frozen=True)

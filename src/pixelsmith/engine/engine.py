@@ -11,12 +11,13 @@ from collections.abc import Callable, Hashable
 
 import torch
 
+from pixelsmith.engine import gpu_memory
 from pixelsmith.engine.config import EngineConfig
 from pixelsmith.engine.jobs import GenerationJob, GenerationOutput, ModelCapabilities
 from pixelsmith.engine.loading import LoadOptions, load_pipeline
 from pixelsmith.engine.pipeline import LoadedPipeline
 from pixelsmith.engine.registry import ModelSpec, registry_for
-from pixelsmith.engine.worker import PipelineWorker
+from pixelsmith.engine.worker import PipelineWorker, bucket_sizes
 from pixelsmith.errors import ServiceUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -130,24 +131,52 @@ class Engine:
         if device.type == "cuda":
             torch.cuda.empty_cache()
 
-    @staticmethod
-    def _warm_up(loaded: LoadedPipeline) -> None:
-        """One short generation at the default size: CUDA context, kernel selection, and (with
-        compile) compilation happen now rather than in the first client's request."""
+    def _warm_up(self, loaded: LoadedPipeline) -> None:
+        """A short generation at the default size: CUDA context, kernel selection, and (with
+        compile) compilation happen now rather than in the first client's request. On a GPU
+        it also measures what one image's call takes of its memory (gpu_memory.py). With
+        compile, every batch size the worker will form (its buckets) is compiled now."""
         spec = loaded.spec
-        started = time.perf_counter()
-        loaded.run(
-            GenerationJob(
-                prompt="warm-up",
-                width=spec.default_size.width,
-                height=spec.default_size.height,
-                num_inference_steps=spec.steps.low,
-                guidance_scale=spec.guidance_scale,
-                seeds=(0,),
+        width, height = spec.default_size.width, spec.default_size.height
+
+        def generate(count: int) -> None:
+            loaded.run(
+                GenerationJob(
+                    prompt="warm-up",
+                    width=width,
+                    height=height,
+                    num_inference_steps=spec.steps.low,
+                    guidance_scale=spec.guidance_scale,
+                    seeds=tuple(range(count)),
+                )
             )
-        )
+
+        started = time.perf_counter()
+        generate(1)
+        if loaded.device.type == "cuda":  # measured on a second call: the first's one-off
+            loaded.activation_memory = gpu_memory.measure(  # allocations are no image's
+                loaded.device, width, height, lambda: generate(1)
+            )
+        if self.config.speed.compile:
+            for size in self._buckets(loaded) or ():
+                if size > 1:
+                    generate(size)
         loaded.warmup_seconds = time.perf_counter() - started
         logger.info("warmed up %s in %.1f s", spec.id, loaded.warmup_seconds)
+
+    def _buckets(self, loaded: LoadedPipeline | None = None) -> tuple[int, ...] | None:
+        """The batch sizes the workers form: with compile, a few (each one a compiled graph);
+        without, any. At warm-up, capped by what fits the GPU at the default size."""
+        if not self.config.speed.compile:
+            return None
+        largest = self.config.max_batch_size
+        if loaded is not None and loaded.activation_memory is not None:
+            size = loaded.spec.default_size
+            fits = loaded.activation_memory.images_that_fit(
+                size.width, size.height, gpu_memory.free_bytes(loaded.device)
+            )
+            largest = min(largest, fits)
+        return bucket_sizes(largest)
 
     def pipeline(self, spec: ModelSpec) -> LoadedPipeline:
         """The model's pipeline, loading it first when models load on demand. Blocking: only
@@ -181,6 +210,18 @@ class Engine:
 
         return batch_key
 
+    def _batch_limit(self, spec: ModelSpec) -> Callable[[GenerationJob], int]:
+        def batch_limit(job: GenerationJob) -> int:
+            """The images of the job's size that fit the GPU's free memory now (any number,
+            up to max_batch_size, off a GPU or before the model has been measured)."""
+            loaded = self._pipelines.get(spec.id)
+            if loaded is None or loaded.activation_memory is None:
+                return self.config.max_batch_size
+            free = gpu_memory.free_bytes(loaded.device)
+            return loaded.activation_memory.images_that_fit(job.width, job.height, free)
+
+        return batch_limit
+
     async def start(self) -> None:
         if not self.loaded:
             raise RuntimeError("Engine.load() must be called before Engine.start()")
@@ -193,6 +234,8 @@ class Engine:
                     max_batch_size=self.config.max_batch_size,
                     batch_timeout=self.config.batch_timeout,
                     batch_key=self._batch_key(spec),
+                    batch_limit=self._batch_limit(spec),
+                    buckets=self._buckets(),
                 )
                 worker.start()
                 self._workers[spec.id] = worker

@@ -252,8 +252,10 @@ def _speed_up(pipeline: Any, speed: SpeedOptions) -> None:
                 module.to(memory_format=torch.channels_last)
     if speed.compile and denoiser is not None:
         # In place (nn.Module.compile): the module keeps its class, so edit pipelines made
-        # with from_pipe share the compiled denoiser.
-        denoiser.compile()
+        # with from_pipe share the compiled denoiser. Static shapes (dynamic=False): the
+        # worker forms only a few batch sizes (worker.bucket_sizes), each compiled, and each
+        # captured as a CUDA graph with reduce-overhead, at warm-up.
+        denoiser.compile(mode=speed.compile_mode, dynamic=False)
 
 
 def _load_tiny_autoencoder(

@@ -24,6 +24,7 @@ from pixelsmith.engine.calls import (
     watch_steps,
 )
 from pixelsmith.engine.drafts import candidate_seed, draft_score
+from pixelsmith.engine.gpu_memory import ActivationMemory
 from pixelsmith.engine.image_prompts import MAX_REFERENCES, MULTI_REFERENCE_PIPELINES, ImagePrompts
 from pixelsmith.engine.jobs import (
     GenerationJob,
@@ -57,6 +58,9 @@ class LoadedPipeline:
     # Most images in one diffusers call: calls of drafts and frames are split to fit.
     max_call_images: int = 4
     warmup_seconds: float | None = None  # set when the engine warmed the model up
+    # What one image's call takes of the GPU's memory, per pixel (measured at warm-up on a
+    # GPU; None elsewhere): how large a batch may be at each size.
+    activation_memory: ActivationMemory | None = None
     call_parameters: frozenset[str] = field(init=False)
     capabilities: ModelCapabilities = field(init=False)
     prompts: PromptFitter = field(init=False)

@@ -31,6 +31,19 @@ logger = logging.getLogger(__name__)
 
 RunBatch = Callable[[list[GenerationJob]], list[GenerationOutput]]
 BatchKey = Callable[[GenerationJob], Hashable | None]
+# The most images a batch that starts with this job may have (what fits the GPU's memory at
+# its size); max_batch_size caps it too.
+BatchLimit = Callable[[GenerationJob], int]
+
+
+def bucket_sizes(max_batch_size: int) -> tuple[int, ...]:
+    """The batch sizes a compiled pipeline runs at: powers of two up to max_batch_size, and
+    max_batch_size itself. A compiled (and CUDA-graph captured) denoiser is specialised to
+    its batch size; a few buckets mean a few compilations, all at warm-up."""
+    sizes = {
+        1 << power for power in range(max_batch_size.bit_length()) if 1 << power <= max_batch_size
+    }
+    return tuple(sorted(sizes | {max_batch_size}))
 
 
 @dataclass
@@ -55,11 +68,17 @@ class PipelineWorker:
         max_batch_size: int = 1,
         batch_timeout: float = 0.0,
         batch_key: BatchKey = _never_batch,
+        batch_limit: BatchLimit | None = None,
+        buckets: tuple[int, ...] | None = None,
     ) -> None:
+        """`buckets`: the only batch sizes to form when several jobs share a call (a compiled
+        pipeline's); a job alone runs at its own size."""
         self.name = name
         self._run_batch = run_batch
         self._batch_key = batch_key
         self._max_batch_size = max_batch_size
+        self._batch_limit = batch_limit
+        self._buckets = buckets
         self._batch_timeout = batch_timeout
         self._pending: deque[_Pending] = deque()
         self._arrived = asyncio.Event()  # set whenever a job is queued
@@ -130,7 +149,13 @@ class PipelineWorker:
             self._pending.remove(best)
         return best
 
-    def _take_compatible(self, batch: list[_Pending], key: Hashable) -> int:
+    def _limit(self, job: GenerationJob) -> int:
+        limit = self._max_batch_size
+        if self._batch_limit is not None:
+            limit = max(1, min(limit, self._batch_limit(job)))
+        return limit
+
+    def _take_compatible(self, batch: list[_Pending], key: Hashable, limit: int) -> int:
         """Move waiting jobs with `key` into `batch` while they fit; return its image count.
         Jobs that do not fit keep their place in the queue."""
         images = sum(pending.job.num_images for pending in batch)
@@ -139,7 +164,7 @@ class PipelineWorker:
             pending = self._pending.popleft()
             if pending.future.done():
                 continue
-            fits = images + pending.job.num_images <= self._max_batch_size
+            fits = images + pending.job.num_images <= limit
             if fits and self._batch_key(pending.job) == key:
                 batch.append(pending)
                 images += pending.job.num_images
@@ -159,11 +184,12 @@ class PipelineWorker:
         for more. Jobs cancelled meanwhile are dropped from the batch."""
         first = batch[0]
         key = self._batch_key(first.job)
-        if key is None or first.job.num_images >= self._max_batch_size:
+        limit = self._limit(first.job)
+        if key is None or first.job.num_images >= limit:
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._batch_timeout
-        while self._take_compatible(batch, key) < self._max_batch_size:
+        while self._take_compatible(batch, key, limit) < limit:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
@@ -186,6 +212,7 @@ class PipelineWorker:
                 batch = [pending for pending in batch if not pending.future.done()]
                 if not batch:
                     continue
+                self._fit_bucket(batch)
                 for pending in batch:
                     self._stop_waiting(pending)
                 await self._run(batch)
@@ -196,6 +223,21 @@ class PipelineWorker:
                         pending.future.set_exception(self._failure(exc))
             finally:
                 self._busy = False
+
+    def _fit_bucket(self, batch: list[_Pending]) -> None:
+        """With buckets, cut the batch to the longest run of its jobs (in queue order) whose
+        images make a bucket size; the rest go back to the front of the queue, first in line
+        for the next batch. A batch that no run fits (one job of 3 images) stays whole."""
+        if self._buckets is None or len(batch) == 1:
+            return
+        images, keep = 0, 0
+        for count, pending in enumerate(batch, start=1):
+            images += pending.job.num_images
+            if images in self._buckets:
+                keep = count
+        if keep and keep < len(batch):
+            self._pending.extendleft(reversed(batch[keep:]))
+            del batch[keep:]
 
     async def _run(self, batch: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()
