@@ -381,8 +381,10 @@ class _ImageTools:
             assert isinstance(answer, ImagesResponse)  # the tools never stream
             return await self._result(answer, response_format, scope)
         except (APIError, RequestValidationError) as exc:
-            status, body = error_answer(exc) or (500, {})
-            return _tool_error(body["error"]["message"], body["error"])
+            answered = error_answer(exc)  # what the HTTP route would answer
+            assert answered is not None  # it answers every APIError and validation error
+            error = answered[1]["error"]
+            return _tool_error(error["message"], error)
         except Exception:
             # Like a 500: the details stay in the server's log, under the request id.
             logger.exception("MCP tool call %s failed", request_id)
