@@ -38,7 +38,7 @@ class LoadOptions:
 
     cache_dir: Path
     offline: bool = False
-    show_progress: bool = False  # download, loading and denoising progress bars (the CLI)
+    show_progress: bool = False  # a progress bar per denoising run (the CLI)
     speed: SpeedOptions = SpeedOptions()
     # Most images in one diffusers call (max_batch_size): drafts and GIF frames are split.
     max_call_images: int = 4
