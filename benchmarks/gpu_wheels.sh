@@ -3,7 +3,7 @@
 # PyTorch (with numpy, Pillow, transformers, huggingface_hub, onnxruntime, ...) but not
 # diffusers or the server's own dependencies, and cannot reach PyPI. Downloaded here into
 # .whl/ (git-ignored through .git/info/exclude), at the versions tested here, minus what the
-# machine's image already has; about 24 MB, under the 64 MiB a call may carry.
+# machine's image already has; about 47 MB, under the 64 MiB a call may carry.
 #
 #     benchmarks/gpu_wheels.sh
 #
@@ -24,8 +24,10 @@ mkdir .whl
 
 version() { .venv/bin/python -m pip show "$1" | sed -n 's/^Version: //p'; }
 wanted=()
-for name in diffusers fastapi fastapi-offline uvicorn pydantic pydantic-settings openai orjson \
-            pybase64 fpng nudenet python-multipart pyahocorasick confusable-homoglyphs unidecode; do
+# transformers and huggingface_hub are on the machine too, but older than the ones tested here.
+for name in diffusers transformers huggingface-hub fastapi fastapi-offline uvicorn pydantic \
+            pydantic-settings openai orjson pybase64 fpng nudenet python-multipart pyahocorasick \
+            confusable-homoglyphs unidecode; do
     wanted+=("$name==$(version "$name")")
 done
 python3 -m pip download -q --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -34,7 +36,7 @@ python3 -m pip download -q --only-binary=:all: --python-version 3.12 --implement
 
 # What the machine's image holds already (the device tool's KINDS.md): one version of each.
 for present in annotated_doc anyio certifi charset_normalizer click filelock flatbuffers fsspec \
-               h11 hf_xet huggingface_hub idna lazy_loader numpy onnxruntime \
+               h11 idna lazy_loader numpy onnxruntime \
                opencv_python_headless packaging pillow protobuf pyyaml regex requests \
                safetensors tqdm typing_extensions urllib3 zipp torch; do
     rm -f .whl/"$present"-*.whl
