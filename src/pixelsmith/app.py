@@ -66,19 +66,7 @@ def _serve_mcp(
     except ImportError:
         logger.info("MCP tools not served at /mcp: pip install 'pixelsmith[mcp]' for them")
         return None
-    server = build_mcp_server(
-        ToolDependencies(
-            service=lambda: app.state.image_service,
-            store=app.state.image_store,
-            readable_dirs=settings.mcp_readable_dirs,
-            base_url=settings.own_base_url(),
-            public_base_url=settings.public_base_url,
-            fetcher=app.state.image_fetcher,
-            files=app.state.file_service,
-            limiter=app.state.key_limiter,
-            limit_by_key=app.state.api_keys.enabled,
-        )
-    )
+    server = build_mcp_server(ToolDependencies.of_app(app, over_http=True))
     routes, lifespan = http_app_routes(
         server,
         host=settings.host,

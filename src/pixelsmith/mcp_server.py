@@ -19,6 +19,7 @@ import binascii
 import contextlib
 import logging
 import secrets
+import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,6 +127,25 @@ class ToolDependencies:
     files: FileService | None = None
     limiter: SharedLimiter | None = None
     limit_by_key: bool = False
+
+    @classmethod
+    def of_app(cls, app: Any, *, over_http: bool) -> ToolDependencies:
+        """The parts of an app made by create_app. Over HTTP the tools also take the
+        callers' uploaded files and count against their keys' limits; over stdio the caller
+        is the local user alone."""
+        state = app.state
+        settings: Settings = state.settings
+        return cls(
+            service=lambda: state.image_service,
+            store=state.image_store,
+            readable_dirs=settings.mcp_readable_dirs,
+            base_url=settings.own_base_url(),
+            public_base_url=settings.public_base_url,
+            fetcher=state.image_fetcher,
+            files=state.file_service if over_http else None,
+            limiter=state.key_limiter if over_http else None,
+            limit_by_key=over_http and state.api_keys.enabled,
+        )
 
 
 # --- argument types: their descriptions are what an agent reads -------------------------------
@@ -689,8 +709,6 @@ def _transport_security(host: str, public_base_url: str | None) -> TransportSecu
 def run_stdio(settings: Settings) -> int:
     """`pixelsmith mcp`: the tools over stdio, for an agent that starts pixelsmith itself. The
     models load first; stdout then carries only the protocol (logs go to stderr)."""
-    import sys
-
     from pixelsmith.app import create_app
     from pixelsmith.builders import build_engine
 
@@ -707,16 +725,7 @@ def run_stdio(settings: Settings) -> int:
         engine=engine,
         serve_files_and_batches=False,
     )
-    server = build_mcp_server(
-        ToolDependencies(
-            service=lambda: app.state.image_service,
-            store=app.state.image_store,
-            readable_dirs=settings.mcp_readable_dirs,
-            base_url=settings.own_base_url(),
-            public_base_url=settings.public_base_url,
-            fetcher=app.state.image_fetcher,
-        )
-    )
+    server = build_mcp_server(ToolDependencies.of_app(app, over_http=False))
 
     async def serve() -> None:
         async with app.router.lifespan_context(app):
