@@ -308,6 +308,20 @@ def test_the_download_estimate_counts_what_diffusers_would_fetch():
     assert download_size(files, components, None) == 1 + 10 + 1_000 + 10 + 100
 
 
+def test_models_say_a_hub_model_is_cached_and_how_big(tmp_path: Path, monkeypatch):
+    # The hub cache's own layout: refs/main names the snapshot, whose files link to blobs.
+    repo = tmp_path / "hub" / "models--stabilityai--sd-turbo"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0123abcd")
+    (repo / "snapshots" / "0123abcd").mkdir(parents=True)
+    (repo / "snapshots" / "0123abcd" / "model_index.json").write_text("{}")
+    (repo / "blobs").mkdir()
+    (repo / "blobs" / "weights").write_bytes(b"\0" * 3_000_000)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    listed = run_cli("models", "--model", "sd-turbo", cache_dir=tmp_path)
+    assert "weights: cached, 3 MB" in listed.stdout, listed.stdout + listed.stderr
+
+
 def test_models_say_how_a_hub_model_stands_without_a_network(tmp_path: Path):
     # conftest sends hub traffic to a closed port: no size, said so, and quickly.
     started = time.monotonic()

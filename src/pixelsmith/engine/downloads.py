@@ -43,16 +43,15 @@ def weights_state(spec: ModelSpec) -> WeightsState:
         if not location.is_dir():
             return WeightsState("local directory, missing")
         return WeightsState("local directory", directory_size(location))
-    from huggingface_hub import scan_cache_dir
+    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub.file_download import repo_folder_name
 
-    try:
-        cached = {repo.repo_id: repo for repo in scan_cache_dir().repos}
-    except Exception:  # no cache directory yet
-        cached = {}
-    repo = cached.get(spec.source)
-    if repo is None:
+    # One repo's folder, not a scan of the whole cache (which reads every cached file).
+    index = try_to_load_from_cache(spec.source, "model_index.json", revision=spec.revision)
+    if not isinstance(index, str):
         return WeightsState("not downloaded (`pixelsmith download` fetches it)", None, True)
-    return WeightsState("cached", repo.size_on_disk)
+    folder = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=spec.source, repo_type="model")
+    return WeightsState("cached", directory_size(folder / "blobs"))
 
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".msgpack", ".onnx", ".gguf")
