@@ -201,13 +201,11 @@ def test_an_unknown_model_name_lists_the_known_ones(tmp_path: Path):
 
 
 def test_serve_prints_the_playground_and_api_docs_urls(cache_dir: Path):
-    import socket
+    import re
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     env = os.environ | {"PIXELSMITH_CACHE_DIR": str(cache_dir)}
-    command = [sys.executable, "-m", "pixelsmith", "serve", "--model", "tiny", "--port", str(port),
+    # Port 0: the system picks one, and the banner names the one it picked.
+    command = [sys.executable, "-m", "pixelsmith", "serve", "--model", "tiny", "--port", "0",
                "--moderation-prompt-classifier", "off"]  # fmt: skip
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
@@ -215,6 +213,10 @@ def test_serve_prints_the_playground_and_api_docs_urls(cache_dir: Path):
         try:
             assert server.stdout is not None
             lines = [server.stdout.readline() for _ in range(5)]
+            found = re.search(r"http://127\.0\.0\.1:(\d+)/playground", "".join(lines))
+            assert found, lines
+            port = int(found.group(1))
+            assert port != 0
             # The banner comes once the server answers, not before.
             health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
         finally:

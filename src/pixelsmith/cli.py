@@ -251,6 +251,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         advice = "Stop what uses the port, or choose another with --port."
         print(f"pixelsmith: cannot listen on {where}: {exc.strerror}. {advice}", file=sys.stderr)
         return 1
+    if settings.port == 0:  # the port the system chose: in the banner and in image URLs
+        settings = settings.model_copy(update={"port": listening.getsockname()[1]})
     with listening:
         print(f"pixelsmith {__version__}: loading "
               + ", ".join(config.source for config in settings.model_configs())
