@@ -112,6 +112,21 @@ def server(tiny_settings: Settings, tiny_engine: Engine) -> Iterator[RunningServ
         yield running
 
 
+def clients_with_keys(server: RunningServer, keys: tuple[str, ...]) -> Iterator[tuple[Any, ...]]:
+    """One official client per API key (as owners of files and batches), closed after."""
+    import contextlib
+
+    import openai
+
+    with contextlib.ExitStack() as stack:
+        yield tuple(
+            stack.enter_context(
+                openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=key, max_retries=0)
+            )
+            for key in keys
+        )
+
+
 @pytest.fixture()
 def client(server: RunningServer):  # -> openai.OpenAI
     import openai

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import openai
 import pytest
-from conftest import RunningServer, make_settings
+from conftest import RunningServer, clients_with_keys, make_settings
 from PIL import Image
 
 from pixelsmith.app import create_app
@@ -72,10 +72,7 @@ def server(cache_dir: Path, storage: Path):
 
 @pytest.fixture()
 def clients(server):
-    one = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=KEYS[0], max_retries=0)
-    two = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=KEYS[1], max_retries=0)
-    with one, two:
-        yield one, two
+    yield from clients_with_keys(server, KEYS)
 
 
 def test_a_generations_batch_completes_with_its_error_lines(clients):

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from conftest import RunningServer, make_settings
+from conftest import RunningServer, clients_with_keys, make_settings
 
 from pixelsmith.api import body_limits
 from pixelsmith.app import create_app
@@ -35,10 +35,7 @@ def server(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture()
 def clients(server):
-    one = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=KEYS[0], max_retries=0)
-    two = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=KEYS[1], max_retries=0)
-    with one, two:
-        yield one, two
+    yield from clients_with_keys(server, KEYS)
 
 
 def test_upload_retrieve_content_delete(clients):
