@@ -1,13 +1,14 @@
 """Moderation evaluation: how much of the blind evaluation set each level blocks, per category,
-language and style; the same for the development set and the older red-team and benign sets;
+language and style; the same for the development sets and the older red-team and benign sets;
 and the cost of each prompt check, idle and beside a CPU-bound generation.
 
     .venv/bin/python benchmarks/moderation_eval.py [--rules-only] [--missed]
 
-Both sets were written by helpers given only docs/moderation-policy.md. The evaluation set
-(tests/data/moderation/evaluation/) is never tuned on; the development set
-(tests/data/moderation/development/) was blind for its first run, then guided the choice of
-model (see docs/moderation.md, "Evaluation"). --missed lists the development set's misses only.
+All three sets were written by helpers given only docs/moderation-policy.md. The evaluation
+set (tests/data/moderation/evaluation/) is never tuned on; the two development sets
+(tests/data/moderation/development-1/ and -2/) were each blind for one run, then guided the
+choices of model and data (see docs/moderation.md, "Evaluation"). --missed lists the
+development sets' misses only.
 Prints figures; docs/moderation.md records a run. Not a test: nothing here asserts.
 """
 
@@ -38,7 +39,7 @@ from pixelsmith.settings import Settings
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "moderation"
 EVALUATION = sorted((DATA / "evaluation").glob("*.tsv"))
-DEVELOPMENT = sorted((DATA / "development").glob("*.tsv"))
+DEVELOPMENT = [sorted((DATA / f"development-{n}").glob("*.tsv")) for n in (1, 2)]
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -170,7 +171,7 @@ def main() -> None:
 
     for title, rows, missed in (
         ("blind evaluation set", blind, False),
-        ("development set", read_labelled(*DEVELOPMENT), args.missed),
+        ("development sets 1 and 2", read_labelled(*DEVELOPMENT[0], *DEVELOPMENT[1]), args.missed),
     ):
         harmful = sum(row.harmful for row in rows)
         print(f"== {title}: {harmful} harmful, {len(rows) - harmful} benign prompts, "

@@ -40,11 +40,15 @@ def test_input_stage_block(client, prompt):
 
 
 def test_low_lets_a_borderline_prompt_through(client):
-    error = blocked(client, prompt="a sensual boudoir portrait of a woman")
+    # Borderline graphic violence: `low` is looser there. For sexual content it barely is (the
+    # learned check blocks suggestive prompts at both levels; docs/moderation.md, "Known
+    # limitations").
+    prompt = "a war photo of a wounded soldier, blood on his face"
+    error = blocked(client, prompt=prompt)
     assert error.code == "moderation_blocked"
     result = client.images.generate(
         model="gpt-image-1",
-        prompt="a sensual boudoir portrait of a woman",
+        prompt=prompt,
         size="64x64",
         moderation="low",
     )

