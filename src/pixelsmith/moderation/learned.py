@@ -14,7 +14,7 @@ under load. The category heads read the joined 896-dimensional embedding through
 hidden layer they share (the mean of three networks of 64 ReLU units, trained from three
 seeds); the two presence heads are logistic regressions. All are trained by
 training/moderation/train.py from the data beside it and kept in data/prompt_heads.json
-(float16, about 350 KB).
+(float16, about 470 KB).
 
 A prompt is embedded whole and also clause by clause (split at sentence and clause marks), and
 each category takes its highest probability: a harmful clause cannot hide in a long benign
@@ -140,8 +140,8 @@ class Heads:
 
 
 def encode_array(array: np.ndarray) -> dict[str, Any]:
-    """An array for the JSON file: float16, base64 (the heads are trained with that rounding
-    in place, so the file is what was calibrated)."""
+    """An array for the JSON file: float16, base64. The training script calibrates the heads
+    after this rounding, so the thresholds fit the weights as the server reads them."""
     values = np.ascontiguousarray(array, dtype="<f2")
     return {"shape": list(values.shape), "float16": base64.b64encode(values.tobytes()).decode()}
 

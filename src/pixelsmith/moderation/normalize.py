@@ -179,8 +179,10 @@ _MASKED_LETTER = re.compile(r"(?<=[^\W\d_])\*+(?=[^\W\d_])")
 def views(text: str) -> list[str]:
     """Distinct normalised views of `text` to match terms against."""
     if _MASKED_LETTER.search(text):
-        unmasked = [_MASKED_LETTER.sub(vowel, text) for vowel in "aeiou"]
-        return list(dict.fromkeys(_unmasked_views(text) + sum(map(_unmasked_views, unmasked), [])))
+        readings = [text, *(_MASKED_LETTER.sub(vowel, text) for vowel in "aeiou")]
+        return list(
+            dict.fromkeys(view for reading in readings for view in _unmasked_views(reading))
+        )
     return _unmasked_views(text)
 
 
