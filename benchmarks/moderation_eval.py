@@ -5,8 +5,8 @@ and the cost of each prompt check, idle and beside a CPU-bound generation.
     .venv/bin/python benchmarks/moderation_eval.py [--rules-only] [--missed]
 
 All three sets were written by helpers given only docs/moderation-policy.md. The evaluation
-set (tests/data/moderation/evaluation/) is never tuned on; the two development sets
-(tests/data/moderation/development-1/ and -2/) were each blind for one run, then guided the
+set (tests/data/moderation/evaluation/) is never tuned on; the three development sets
+(tests/data/moderation/development-1/ to -3/) were each blind for one run, then guided the
 choices of model and data (see docs/moderation.md, "Evaluation"). --missed lists the
 development sets' misses only.
 Prints figures; docs/moderation.md records a run. Not a test: nothing here asserts.
@@ -39,7 +39,7 @@ from pixelsmith.settings import Settings
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "moderation"
 EVALUATION = sorted((DATA / "evaluation").glob("*.tsv"))
-DEVELOPMENT = [sorted((DATA / f"development-{n}").glob("*.tsv")) for n in (1, 2)]
+DEVELOPMENT = [sorted((DATA / f"development-{n}").glob("*.tsv")) for n in (1, 2, 3)]
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -171,7 +171,7 @@ def main() -> None:
 
     for title, rows, missed in (
         ("blind evaluation set", blind, False),
-        ("development sets 1 and 2", read_labelled(*DEVELOPMENT[0], *DEVELOPMENT[1]), args.missed),
+        ("development sets 1 to 3", read_labelled(*(path for paths in DEVELOPMENT for path in paths)), args.missed),
     ):
         harmful = sum(row.harmful for row in rows)
         print(f"== {title}: {harmful} harmful, {len(rows) - harmful} benign prompts, "
