@@ -165,13 +165,14 @@ def main() -> None:
         )
     )
     blind = read_labelled(*EVALUATION)
+    development = read_labelled(*(path for paths in DEVELOPMENT for path in paths))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}")  # fmt: skip
     print(f"moderator: {full.describe()}\n")
 
     for title, rows, missed in (
         ("blind evaluation set", blind, False),
-        ("development sets 1 to 3", read_labelled(*(path for paths in DEVELOPMENT for path in paths)), args.missed),
+        ("development sets 1 to 3", development, args.missed),
     ):
         harmful = sum(row.harmful for row in rows)
         print(f"== {title}: {harmful} harmful, {len(rows) - harmful} benign prompts, "

