@@ -327,7 +327,7 @@ def test_prompt_classifier_on_fails_startup_without_its_encoders(
 
 
 def test_the_committed_heads_were_trained_on_the_committed_data():
-    # The full retraining (`train.py --check`, about 10 minutes) compares the heads themselves.
+    # The full retraining (`train.py --check`, about 15 minutes) compares the heads themselves.
     spec = importlib.util.spec_from_file_location("moderation_training", TRAINING / "train.py")
     assert spec is not None and spec.loader is not None
     training = importlib.util.module_from_spec(spec)
