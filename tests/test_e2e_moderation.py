@@ -39,11 +39,15 @@ def test_input_stage_block(client, prompt):
     assert "safety_violations=[sexual]" in error.message
 
 
-def test_low_lets_a_borderline_prompt_through(client):
-    # Borderline graphic violence: `low` is looser there. For sexual content it barely is (the
-    # learned check blocks suggestive prompts at both levels; docs/moderation.md, "Known
-    # limitations").
-    prompt = "a war photo of a wounded soldier, blood on his face"
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "a war photo of a wounded soldier, blood on his face",
+        # Suggestive, not explicit: the learned check's explicit head lets it through at low.
+        "a sensual boudoir portrait of a woman",
+    ],
+)
+def test_low_lets_a_borderline_prompt_through(client, prompt):
     error = blocked(client, prompt=prompt)
     assert error.code == "moderation_blocked"
     result = client.images.generate(

@@ -419,8 +419,6 @@ def test_transparent_background_returns_a_real_alpha_channel(client, output_form
 
 def test_a_prompt_longer_than_the_encoder_window_is_read_whole(client):
     # The tiny model's tokenizer has one token per character, spaces aside.
-    # (A sentence the learned moderation check reads as harmless even repeated: repeated
-    # sentences are far from what it was trained on, see docs/moderation.md.)
     sentence = "a bowl of ripe oranges on a wooden kitchen table by a window "
     long_prompt = (sentence * 17)[:1000]  # 1,000 characters: 12 of CLIP's 77-token windows
     response = client.images.generate(prompt=long_prompt, size="64x64", extra_body={"seed": 1})

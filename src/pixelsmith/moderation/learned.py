@@ -209,8 +209,8 @@ def read_once(text: str) -> str:
     Text is returned unchanged otherwise; most periods fail on their first word, so this costs
     about one comparison per word."""
     words = text.split()
+    last = len(words) - 1
     for period in range(1, len(words) // 2 + 1):
-        last = len(words) - 1
         if all(words[i] == words[i + period] for i in range(last - period)) and words[
             last - period
         ].startswith(words[last]):
