@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import time
 from pathlib import Path
 
@@ -137,7 +138,10 @@ def test_full_queue_is_429_with_retry_after(cache_dir: Path, tmp_path: Path):
     loaded = engine.pipeline(engine.registry.default)
     real_run_batch = loaded.run_batch
 
+    running_first = threading.Event()
+
     def slow_run_batch(jobs: list[GenerationJob]):
+        running_first.set()
         time.sleep(1.0)
         return real_run_batch(jobs)
 
@@ -149,7 +153,13 @@ def test_full_queue_is_429_with_retry_after(cache_dir: Path, tmp_path: Path):
             return httpx.post(url, json={"prompt": "x", "size": "64x64"}, timeout=60)
 
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            responses = list(pool.map(post, range(4)))
+            # The first request is running (out of the queue) before the other three arrive,
+            # so one of them waits in the queue's one place and two are refused, whatever the
+            # timing of the worker.
+            first = pool.submit(post, 0)
+            assert running_first.wait(30)
+            others = [pool.submit(post, index) for index in range(1, 4)]
+            responses = [first.result(), *(other.result() for other in others)]
     statuses = sorted(response.status_code for response in responses)
     assert statuses.count(200) >= 2 and 429 in statuses
     for response in responses:
