@@ -39,7 +39,7 @@ from pixelsmith.settings import Settings
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "moderation"
 EVALUATION = sorted((DATA / "evaluation").glob("*.tsv"))
-DEVELOPMENT = [sorted((DATA / f"development-{n}").glob("*.tsv")) for n in (1, 2, 3)]
+DEVELOPMENT = [sorted((DATA / f"development-{n}").glob("*.tsv")) for n in (1, 2, 3, 4)]
 
 
 def percentile(values: list[float], fraction: float) -> float:
