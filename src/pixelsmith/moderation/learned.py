@@ -49,11 +49,13 @@ import numpy as np
 
 from pixelsmith.moderation.base import DEPICTS_MINOR, DEPICTS_REAL_PERSON, SEXUAL_SIGNAL, THRESHOLDS
 from pixelsmith.moderation.normalize import (
+    cyrillic_reading,
     decode_leet,
     fold,
     join_spaced_letters,
     without_invisibles,
 )
+from pixelsmith.moderation.rules import plain_names
 
 # Clauses: sentences, and parts split by commas, semicolons and their CJK and Arabic forms.
 _CLAUSES = re.compile(r"[.!?;,。！？；，、\n،؛]+")
@@ -197,8 +199,9 @@ def clauses(prompt: str) -> list[str]:
 
 def prepared(prompt: str) -> str:
     """The prompt as the encoder reads it: no invisible characters, spaced letters joined, a
-    run of words repeated over and over read once."""
-    return read_once(join_spaced_letters(without_invisibles(prompt)).strip())
+    run of words repeated over and over read once, and the policy's allowed names whose words
+    read as harm in their plain form (rules.PlainNames: "killer whale" -> "orca")."""
+    return plain_names().replace(read_once(join_spaced_letters(without_invisibles(prompt)).strip()))
 
 
 def read_once(text: str) -> str:
@@ -230,10 +233,10 @@ def latin_reading(text: str) -> str | None:
 
 def texts(prompt: str) -> list[str]:
     """Everything the classifier embeds for one prompt: the prompt, its clauses, and its
-    Latin reading."""
+    Latin or Cyrillic reading (look-alike letters read as the script they imitate)."""
     text = prepared(prompt)
-    reading = latin_reading(text)
-    return list(dict.fromkeys([*clauses(text), *([reading] if reading else [])]))
+    readings = [latin_reading(text), cyrillic_reading(text)]
+    return list(dict.fromkeys([*clauses(text), *(r for r in readings if r)]))
 
 
 # e5's embeddings lie in a narrow cone (unrelated prompts still have cosines around 0.8), so

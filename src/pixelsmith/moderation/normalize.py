@@ -10,6 +10,8 @@ Views, each lower-cased ASCII-ish text with word boundaries kept:
     "1" (i and l).
 Folding and transliteration are for Latin-script prompts with foreign letters mixed in; in a
 prompt written mostly in another script, only the words that mix scripts are folded.
+  * Cyrillic reading: in words that mix Cyrillic with Latin look-alikes or leet digits, those
+    read as the Cyrillic letters they imitate ("тoплec" with Latin o, e, c -> "топлес").
 In every view, runs of single characters split by spaces or punctuation are joined
 ("n u d e", "n.u.d.e" -> "nude"), and such runs are also searched without word boundaries
 (rules.py). Repeated letters ("nuuude") are collapsed on both the view and the term side.
@@ -166,6 +168,37 @@ def _fold_mixed_word(match: re.Match[str]) -> str:
     return word.translate(_homoglyph_map()) if mixed else word
 
 
+# Latin letters, digits and symbols that imitate a Cyrillic letter (after case-folding, so
+# "H", "B", "M", "T" read by their upper-case look-alikes).
+_CYRILLIC_LOOKALIKES = str.maketrans({
+    "a": "а", "b": "в", "c": "с", "e": "е", "h": "н", "k": "к", "m": "м", "o": "о", "p": "р",
+    "t": "т", "x": "х", "y": "у", "0": "о", "3": "з", "@": "а", "6": "б",
+})  # fmt: skip
+_CYRILLIC = re.compile(r"[\u0400-\u04ff]")
+_CYRILLIC_MIXED_WORD = re.compile(r"[\w@]+")
+
+
+def _to_cyrillic_in_mixed_word(match: re.Match[str]) -> str:
+    # Only a Cyrillic word whose every Latin letter or digit has a look-alike: "nаked" with
+    # one Cyrillic "а" is an English word in disguise, read by the Latin views.
+    word = match.group(0)
+    foreign = [ch for ch in word if ch.isascii()]
+    if not foreign or not _CYRILLIC.search(word):
+        return word
+    if not all(ord(ch) in _CYRILLIC_LOOKALIKES for ch in foreign):
+        return word
+    return word.translate(_CYRILLIC_LOOKALIKES)
+
+
+def cyrillic_reading(text: str) -> str | None:
+    """The case-folded text with Latin look-alikes inside Cyrillic words read as Cyrillic
+    ("Mapия Шapaпoвa тoплec" -> "мария шарапова топлес"), or None when no word mixes them.
+    A Russian word spelled with Latin letters is neither Latin nor Russian to the encoders."""
+    folded = text.casefold()
+    reading = _CYRILLIC_MIXED_WORD.sub(_to_cyrillic_in_mixed_word, folded)
+    return reading if reading != folded else None
+
+
 def _mostly_latin(text: str) -> bool:
     letters = [ch for ch in text if ch.isalpha()]
     return not letters or sum(ch.isascii() for ch in letters) >= 0.5 * len(letters)
@@ -209,6 +242,9 @@ def _views(text: str) -> list[str]:
     if candidates[0] != cleaned:
         # The unfolded text, for terms in other scripts ("голая", "裸体").
         candidates.append(cleaned)
+    cyrillic = cyrillic_reading(cleaned)
+    if cyrillic is not None:
+        candidates.append(cyrillic)
     candidates += [
         _decode_leet(view, table) for view in candidates[:2] for table in (_LEET, _LEET_L)
     ]

@@ -107,7 +107,7 @@ class TermMatcher:
             add(term, MINOR, MINOR, 0.0)
         for term in data["text_in_image"]["cues"]:
             add(term, TEXT_CUE, TEXT_CUE, 0.0)
-        for phrase in data["allow"]["phrases"]:
+        for phrase in [*data["allow"]["phrases"], *data.get("benign_names", {})]:
             add(phrase, ALLOW, ALLOW, 0.0)
         self._squashed = ahocorasick.Automaton()
         squashed: dict[str, list[tuple[str, str, float]]] = {}
@@ -198,7 +198,46 @@ class TermMatcher:
 
 
 @cache
+def _bundled_terms() -> dict[str, Any]:
+    text = files("pixelsmith.moderation").joinpath("data/terms.toml").read_text(encoding="utf-8")
+    terms: dict[str, Any] = tomllib.loads(text)
+    return terms
+
+
+@cache
 def default_matcher() -> TermMatcher:
     """The matcher for the bundled term lists, built once per process (a few ms)."""
-    text = files("pixelsmith.moderation").joinpath("data/terms.toml").read_text(encoding="utf-8")
-    return TermMatcher(tomllib.loads(text))
+    return TermMatcher(_bundled_terms())
+
+
+# Letters of the scripts written with spaces, Devanagari's vowel signs included (they are
+# marks, not \w): a name must not match inside a longer word.
+_LETTER = r"[\w\u0900-\u097f]"
+_NAME_SEPARATOR = r"[\s\-]+"  # "naked mole-rat", "naked mole rat"
+
+
+class PlainNames:
+    """[benign_names]: allowed names whose words read as refused content, each replaced by a
+    plain name ("naked mole-rat" -> "mole-rat"), for the learned check to read."""
+
+    def __init__(self, names: dict[str, str]) -> None:
+        self._plain = {self._key(name): plain for name, plain in names.items()}
+        alternatives = []
+        for name in sorted(self._plain, key=len, reverse=True):
+            pattern = _NAME_SEPARATOR.join(re.escape(word) for word in name.split(" "))
+            if not _UNSPACED.search(name):
+                pattern = rf"(?<!{_LETTER}){pattern}(?!{_LETTER})"
+            alternatives.append(pattern)
+        self._pattern = re.compile("|".join(alternatives), re.IGNORECASE)
+
+    @staticmethod
+    def _key(name: str) -> str:
+        return re.sub(_NAME_SEPARATOR, " ", name.casefold())
+
+    def replace(self, text: str) -> str:
+        return self._pattern.sub(lambda match: self._plain[self._key(match.group(0))], text)
+
+
+@cache
+def plain_names() -> PlainNames:
+    return PlainNames(_bundled_terms().get("benign_names", {}))
