@@ -29,7 +29,8 @@ from pixelsmith.moderation.learned import (
     default_heads_path,
     texts,
 )
-from pixelsmith.moderation.normalize import clean, views
+from pixelsmith.moderation.normalize import clean, cyrillic_reading, views
+from pixelsmith.moderation.rules import plain_names
 from pixelsmith.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +55,17 @@ def test_text_in_another_script_is_not_transliterated_into_english_words():
     # "горы" (mountains) transliterates to "gory"; "пorno" mixes scripts and is folded.
     assert all("gory" not in view for view in views("Байкал зимой, горы"))
     assert any("porno" in view for view in views("a пorno photo"))
+
+
+def test_russian_spelled_with_latin_look_alikes_is_read_as_cyrillic():
+    # "тoплec" with Latin o, e, c: neither Latin nor Russian until read back.
+    assert cyrillic_reading("Mapия тoплec нa пляжe") == "мария топлес на пляже"
+    assert RULES.check_prompt_rules("жeнщинa тoплec нa пляжe", "auto").blocked
+    # An English word with one Cyrillic letter stays for the Latin views; plain Russian and
+    # plain English have no Cyrillic reading.
+    assert cyrillic_reading("a nаked woman") is None
+    assert cyrillic_reading("горы зимой") is None
+    assert cyrillic_reading("mountains in winter") is None
 
 
 def test_a_letter_masked_by_an_asterisk_is_read_with_each_vowel():
@@ -299,6 +311,30 @@ def test_the_sexual_head_reaches_low_only_where_the_explicit_head_agrees():
 def test_learned_check_sees_through_spacing_and_look_alike_letters():
     assert texts("n u d e woman")[0] == "nude woman"
     assert "a nude woman" in texts("a nudе w0man")  # a Cyrillic е and a zero
+
+
+@pytest.mark.parametrize(
+    ("prompt", "read_as"),
+    [
+        ("Naked Mole-Rat in its burrow", "mole-rat in its burrow"),
+        ("Killerwal vor Norwegen", "orca vor Norwegen"),
+        ("血橙切开的横截面", "橙子切开的横截面"),
+        ("Rosensorte 'Sexy Rexy'", "Rosensorte 'floribunda'"),
+        ("بيت مسكون، أشجار عارية", "بيت مسكون، أشجار بلا أوراق"),
+    ],
+)
+def test_allowed_names_pass_the_rules_and_reach_the_encoder_plain(prompt: str, read_as: str):
+    assert plain_names().replace(prompt) == read_as
+    assert texts(prompt)[0] == read_as
+    assert not RULES.check_prompt_rules(prompt, "auto").blocked
+
+
+def test_an_allowed_name_does_not_hide_what_surrounds_it():
+    prompt = "a naked mole-rat next to a naked woman"
+    assert texts(prompt)[0] == "a mole-rat next to a naked woman"
+    assert RULES.check_prompt_rules(prompt, "auto").blocked
+    # Names match whole words only: "Killerwalfang" is not "Killerwal" plus "fang".
+    assert plain_names().replace("Killerwalfang") == "Killerwalfang"
 
 
 def test_a_sentence_repeated_to_fill_the_prompt_is_read_once():
