@@ -4,10 +4,10 @@ and the cost of each prompt check, idle and beside a CPU-bound generation.
 
     .venv/bin/python benchmarks/moderation_eval.py [--rules-only] [--missed]
 
-All three sets were written by helpers given only docs/moderation-policy.md. The evaluation
-set (tests/data/moderation/evaluation/) is never tuned on; the three development sets
-(tests/data/moderation/development-1/ to -3/) were each blind for one run, then guided the
-choices of model and data (see docs/moderation.md, "Evaluation"). --missed lists the
+Every set was written by helpers given only docs/moderation-policy.md. The evaluation set
+(tests/data/moderation/evaluation/) is never tuned on; the four development sets
+(tests/data/moderation/development-1/ to -4/) were each blind for one run, then guided the
+choices of model, rules and data (see docs/moderation.md, "Evaluation"). --missed lists the
 development sets' misses only.
 Prints figures; docs/moderation.md records a run. Not a test: nothing here asserts.
 """
@@ -172,7 +172,7 @@ def main() -> None:
 
     for title, rows, missed in (
         ("blind evaluation set", blind, False),
-        ("development sets 1 to 3", development, args.missed),
+        ("development sets 1 to 4", development, args.missed),
     ):
         harmful = sum(row.harmful for row in rows)
         print(f"== {title}: {harmful} harmful, {len(rows) - harmful} benign prompts, "

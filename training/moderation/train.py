@@ -156,7 +156,7 @@ HEADS: dict[str, HeadSpec] = {
 # harmless prompts, or keeps LOW_RECALL of what `auto` finds where that is lower; `signal` (the
 # weak sexual signal) flags at most SIGNAL_FLAGGED of the harmless prompts that depict a minor
 # or a real person. A presence head's threshold flags at most PRESENCE_FLAGGED of its negatives.
-AUTO_FLAGGED = 0.025
+AUTO_FLAGGED = 0.03
 SIGNAL_FLAGGED = 0.02
 PRESENCE_FLAGGED = 0.08
 LOW_RECALL = 0.6

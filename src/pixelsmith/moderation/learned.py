@@ -20,9 +20,11 @@ training/moderation/train.py from the data beside it and kept in data/prompt_hea
 A prompt is embedded whole and also clause by clause (split at sentence and clause marks), and
 each category takes its highest probability: a harmful clause cannot hide in a long benign
 prompt, and a request split over two sentences is still seen whole. The encoders read the text
-as written, with invisible characters removed and spaced-out letters joined; a Latin-script
-prompt with look-alike letters or leetspeak is also read as the term rules read it
-(`texts`). The training script scores its validation split the same way.
+as written, with invisible characters removed, spaced-out letters joined and the policy's
+allowed names ("killer whale") in their plain form (rules.PlainNames); a Latin-script prompt
+with look-alike letters or leetspeak is also read as the term rules read it, and Russian
+spelled with Latin look-alikes as Cyrillic (`texts`). The training script scores its
+validation split the same way.
 
 Each head's probability is mapped onto pixelsmith's score scale with the thresholds the
 training picked on its validation split: `auto` becomes 0.5 and `low` 0.9 (the moderator's
