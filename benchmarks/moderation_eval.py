@@ -5,8 +5,8 @@ and the cost of each prompt check, idle and beside a CPU-bound generation.
     .venv/bin/python benchmarks/moderation_eval.py [--rules-only] [--missed]
 
 Every set was written by helpers given only docs/moderation-policy.md. The evaluation set
-(tests/data/moderation/evaluation/) is never tuned on; the four development sets
-(tests/data/moderation/development-1/ to -4/) were each blind for one run, then guided the
+(tests/data/moderation/evaluation/) is never tuned on; the five development sets
+(tests/data/moderation/development-1/ to -5/) were each blind for one run, then guided the
 choices of model, rules and data (see docs/moderation.md, "Evaluation"). --missed lists the
 development sets' misses only.
 Prints figures; docs/moderation.md records a run. Not a test: nothing here asserts.
@@ -39,7 +39,7 @@ from pixelsmith.settings import Settings
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "moderation"
 EVALUATION = sorted((DATA / "evaluation").glob("*.tsv"))
-DEVELOPMENT = [sorted((DATA / f"development-{n}").glob("*.tsv")) for n in (1, 2, 3, 4)]
+DEVELOPMENT = [sorted((DATA / f"development-{n}").glob("*.tsv")) for n in (1, 2, 3, 4, 5)]
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -172,7 +172,7 @@ def main() -> None:
 
     for title, rows, missed in (
         ("blind evaluation set", blind, False),
-        ("development sets 1 to 4", development, args.missed),
+        ("development sets 1 to 5", development, args.missed),
     ):
         harmful = sum(row.harmful for row in rows)
         print(f"== {title}: {harmful} harmful, {len(rows) - harmful} benign prompts, "

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data" / "moderation"
 TRAINING = ROOT / "training" / "moderation"
 EVALUATION = sorted((DATA / "evaluation").glob("*.tsv"))
-DEVELOPMENT = [sorted((DATA / f"development-{n}").glob("*.tsv")) for n in (1, 2, 3, 4)]
+DEVELOPMENT = [sorted((DATA / f"development-{n}").glob("*.tsv")) for n in (1, 2, 3, 4, 5)]
 RULES = Moderator()
 
 
@@ -399,13 +399,14 @@ def evaluation_rates():
 
 def test_the_prompt_sets_are_what_the_docs_describe():
     evaluation = read_labelled(*EVALUATION)
-    first, second, third, fourth = (read_labelled(*paths) for paths in DEVELOPMENT)
+    first, second, third, fourth, fifth = (read_labelled(*paths) for paths in DEVELOPMENT)
     sizes = {
         "evaluation": (evaluation, 838, 473),
         "development-1": (first, 320, 320),
         "development-2": (second, 480, 400),
         "development-3": (third, 640, 400),
         "development-4": (fourth, 888, 480),
+        "development-5": (fifth, 838, 473),
     }
     for name, (rows, harmful, benign) in sizes.items():
         assert len({row.language for row in rows}) == 10, name
