@@ -25,7 +25,7 @@ the explicit head's keeps EXPLICIT_RECALL of the explicit sexual prompts). The r
 src/pixelsmith/moderation/data/prompt_heads.json.
 
 Everything is seeded. `--check` retrains and compares with the committed file: the same data,
-and heads that decide the same (see `same_heads`); it embeds about 47,000 texts, about 15
+and heads that decide the same (see `same_heads`); it embeds about 51,000 texts, about 17
 minutes on two cores. `--smoke` runs the whole pipeline on one row in 25, which the test suite
 does; the suite also checks that the committed heads were trained on the committed data.
 
