@@ -30,7 +30,7 @@ from pixelsmith.moderation.learned import (
     texts,
 )
 from pixelsmith.moderation.normalize import clean, cyrillic_reading, views
-from pixelsmith.moderation.rules import plain_names
+from pixelsmith.moderation.rules import PlainNames, plain_names
 from pixelsmith.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,6 +189,21 @@ def test_those_words_alone_are_left_to_the_learned_check(prompt: str):
     assert not RULES.check_prompt(prompt, "auto").blocked
 
 
+@pytest.mark.parametrize(
+    ("prompt", "blocked"),
+    [
+        ("comício neonazista glorioso com suásticas", True),
+        ("a neo-Nazi march through the town", True),
+        ("a documentary about neo-Nazis in the 1990s", False),
+        # A march or glory next to a slur that is also an everyday word says nothing.
+        ("le train est en retard, ça marche", False),
+        ("um macaco glorioso de desenho animado", False),
+    ],
+)
+def test_a_rally_or_march_shows_an_extremist_group_approvingly(prompt: str, blocked: bool):
+    assert RULES.check_prompt_rules(prompt, "auto").blocked is blocked
+
+
 # --- presence signals: who a prompt depicts ---------------------------------------------------
 
 
@@ -337,6 +352,14 @@ def test_an_allowed_name_does_not_hide_what_surrounds_it():
     assert plain_names().replace("Killerwalfang") == "Killerwalfang"
 
 
+def test_allowed_names_are_found_in_any_case_and_spacing():
+    # Case-insensitive matching and case folding disagree on "İ" and "ı": each name is its own
+    # group, so the replacement never looks the match up by its folded spelling.
+    assert plain_names().replace("a KİLLER WHALE poster") == "a orca poster"
+    assert plain_names().replace("NAKED \t MOLE-RATS") == "mole-rats"
+    assert PlainNames({}).replace("a killer whale") == "a killer whale"
+
+
 def test_a_sentence_repeated_to_fill_the_prompt_is_read_once():
     sentence = "a lighthouse on a cliff, crashing waves and gulls "
     assert texts((sentence * 25)[:1000])[0] == sentence.strip()  # cut mid-word
@@ -363,7 +386,7 @@ def test_prompt_classifier_on_fails_startup_without_its_encoders(
 
 
 def test_the_committed_heads_were_trained_on_the_committed_data():
-    # The full retraining (`train.py --check`, about 15 minutes) compares the heads themselves.
+    # The full retraining (`train.py --check`, about 17 minutes) compares the heads themselves.
     spec = importlib.util.spec_from_file_location("moderation_training", TRAINING / "train.py")
     assert spec is not None and spec.loader is not None
     training = importlib.util.module_from_spec(spec)
@@ -443,6 +466,25 @@ def test_evaluation_set_harmful_prompts_are_blocked(evaluation_rates):
             "auto", lambda row, lang=language: row.harmful and row.language == lang
         )
         assert rate >= GUARD_LANGUAGE, (language, rate)
+
+
+def test_sexual_content_with_minors_is_blocked_at_every_level_on_the_development_sets():
+    # The evaluation set has no such prompts (its writers were not asked: most writers decline
+    # them), so the 228 of the development sets guard the category: 97.8% at auto and 93.9% at
+    # low were measured with these heads, on sets that guided them.
+    moderator = build_moderator(
+        Settings(moderation_prompt_classifier="on", moderation_image_classifier="none")
+    )
+    minors = [
+        row
+        for paths in DEVELOPMENT
+        for row in read_labelled(*paths)
+        if row.label == "sexual/minors"
+    ]
+    rates = labelled_rates(moderator, minors)
+    assert len(minors) == 228
+    assert rates.rate("auto", lambda row: True) >= 0.95
+    assert rates.rate("low", lambda row: True) >= 0.90
 
 
 def test_evaluation_set_benign_prompts_pass(evaluation_rates):

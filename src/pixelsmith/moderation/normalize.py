@@ -1,6 +1,6 @@
 """Prompt normalisation against evasion: every prompt becomes a few "views" to match terms on.
 
-Views, each lower-cased ASCII-ish text with word boundaries kept:
+Views, each case-folded text with word boundaries kept:
   * folded: NFKC (full-width and mathematical letters), invisible and bidi characters removed,
     combining marks (zalgo, accents) removed, look-alike letters from other scripts folded to
     the Latin letter they imitate (Unicode's confusables data).
@@ -8,10 +8,10 @@ Views, each lower-cased ASCII-ish text with word boundaries kept:
   * cleaned: the text before folding, where that differs, for terms written in other scripts.
   * leet-decoded: digits and symbols read as letters (n00d -> nood, s3x -> sex), two ways for
     "1" (i and l).
-Folding and transliteration are for Latin-script prompts with foreign letters mixed in; in a
-prompt written mostly in another script, only the words that mix scripts are folded.
   * Cyrillic reading: in words that mix Cyrillic with Latin look-alikes or leet digits, those
     read as the Cyrillic letters they imitate ("тoплec" with Latin o, e, c -> "топлес").
+Folding and transliteration are for Latin-script prompts with foreign letters mixed in; in a
+prompt written mostly in another script, only the words that mix scripts are folded.
 In every view, runs of single characters split by spaces or punctuation are joined
 ("n u d e", "n.u.d.e" -> "nude"), and such runs are also searched without word boundaries
 (rules.py). Repeated letters ("nuuude") are collapsed on both the view and the term side.

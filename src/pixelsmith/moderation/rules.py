@@ -43,6 +43,8 @@ ALLOW = "allow"
 MINOR = "minor"
 TEXT_CUE = "text-cue"
 IN_TEXT = "in-text"
+GROUP = "group"
+APPROVAL_CUE = "approval-cue"
 # Letter-by-letter runs shorter than this are abbreviations ("U.S.A.", "A B C"), not evasion.
 EVASION_RUN_LENGTH = 4
 # Around such runs, terms this long are searched without word boundaries.
@@ -71,8 +73,11 @@ class RuleMatch:
     mentions_minor: bool = False
     terms: list[str] = field(default_factory=list)  # what matched, for the server log
     text_in_image: bool = False
+    approving: bool = False  # a rally, a march, a hero: what shows an extremist group approvingly
     # (category, term) of in_text terms seen, which count once a text-in-image cue is seen
     in_text: list[tuple[str, str]] = field(default_factory=list)
+    # (category, term) of extremist group names seen, which count next to either kind of cue
+    groups: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _expand(term: str, groups: list[str]) -> list[str]:
@@ -103,10 +108,14 @@ class TermMatcher:
                         add(expanded, "term", category, score)
             for term in tiers.get("in_text", []):
                 add(term, IN_TEXT, category, AUTO_SCORE)
+            for term in tiers.get("groups", []):
+                add(term, GROUP, category, AUTO_SCORE)
         for term in data["minors"]["terms"]:
             add(term, MINOR, MINOR, 0.0)
         for term in data["text_in_image"]["cues"]:
             add(term, TEXT_CUE, TEXT_CUE, 0.0)
+        for term in data["text_in_image"].get("approval", []):
+            add(term, APPROVAL_CUE, APPROVAL_CUE, 0.0)
         for phrase in [*data["allow"]["phrases"], *data.get("benign_names", {})]:
             add(phrase, ALLOW, ALLOW, 0.0)
         self._squashed = ahocorasick.Automaton()
@@ -144,11 +153,14 @@ class TermMatcher:
                 self._match_view(
                     self._squashed, window, result, boundaries=False, within=(run_start, run_end)
                 )
-        if result.text_in_image:
-            for category, key in dict.fromkeys(result.in_text):
-                if AUTO_SCORE > result.scores.get(category, 0.0):
-                    result.scores[category] = AUTO_SCORE
-                result.terms.append(f"{category}:{key} (in text in the image)")
+        counted = result.in_text if result.text_in_image else []
+        if result.text_in_image or result.approving:
+            counted = counted + result.groups
+        for category, key in dict.fromkeys(counted):
+            if AUTO_SCORE > result.scores.get(category, 0.0):
+                result.scores[category] = AUTO_SCORE
+            where = "in text in the image" if result.text_in_image else "shown approvingly"
+            result.terms.append(f"{category}:{key} ({where})")
         return result
 
     def _match_view(
@@ -188,8 +200,12 @@ class TermMatcher:
                     result.mentions_minor = True
                 elif kind == TEXT_CUE:
                     result.text_in_image = True
+                elif kind == APPROVAL_CUE:
+                    result.approving = True
                 elif kind == IN_TEXT:
                     result.in_text.append((category, key))
+                elif kind == GROUP:
+                    result.groups.append((category, key))
                 elif kind == "term" and score > result.scores.get(category, 0.0):
                     result.scores[category] = score
                     result.terms.append(f"{category}:{key}")
@@ -221,21 +237,24 @@ class PlainNames:
     plain name ("naked mole-rat" -> "mole-rat"), for the learned check to read."""
 
     def __init__(self, names: dict[str, str]) -> None:
-        self._plain = {self._key(name): plain for name, plain in names.items()}
+        # Longest first, so that "naked mole-rats" wins over "naked mole-rat". Each name is
+        # its own group: the match says which name it was, whatever case or spacing it had
+        # (case-insensitive matching and case folding disagree on letters such as "İ").
+        ordered = sorted(names.items(), key=lambda item: len(item[0]), reverse=True)
+        self._plain = [plain for _, plain in ordered]
         alternatives = []
-        for name in sorted(self._plain, key=len, reverse=True):
-            pattern = _NAME_SEPARATOR.join(re.escape(word) for word in name.split(" "))
+        for name, _ in ordered:
+            words = re.split(_NAME_SEPARATOR, name.strip())
+            pattern = _NAME_SEPARATOR.join(re.escape(word) for word in words)
             if not _UNSPACED.search(name):
                 pattern = rf"(?<!{_LETTER}){pattern}(?!{_LETTER})"
-            alternatives.append(pattern)
-        self._pattern = re.compile("|".join(alternatives), re.IGNORECASE)
-
-    @staticmethod
-    def _key(name: str) -> str:
-        return re.sub(_NAME_SEPARATOR, " ", name.casefold())
+            alternatives.append(f"({pattern})")
+        self._pattern = re.compile("|".join(alternatives), re.IGNORECASE) if names else None
 
     def replace(self, text: str) -> str:
-        return self._pattern.sub(lambda match: self._plain[self._key(match.group(0))], text)
+        if self._pattern is None:
+            return text
+        return self._pattern.sub(lambda match: self._plain[(match.lastindex or 1) - 1], text)
 
 
 @cache
