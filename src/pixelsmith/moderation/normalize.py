@@ -168,11 +168,13 @@ def _fold_mixed_word(match: re.Match[str]) -> str:
     return word.translate(_homoglyph_map()) if mixed else word
 
 
-# Latin letters, digits and symbols that imitate a Cyrillic letter (after case-folding, so
-# "H", "B", "M", "T" read by their upper-case look-alikes).
+# Latin letters, digits and symbols that imitate a Cyrillic letter, in both cases: the reading
+# keeps the prompt's case, since the learned check reads a capitalised name as a person.
 _CYRILLIC_LOOKALIKES = str.maketrans({
-    "a": "а", "b": "в", "c": "с", "e": "е", "h": "н", "k": "к", "m": "м", "o": "о", "p": "р",
-    "t": "т", "x": "х", "y": "у", "0": "о", "3": "з", "@": "а", "6": "б",
+    "a": "а", "c": "с", "e": "е", "k": "к", "o": "о", "p": "р", "x": "х", "y": "у",
+    "A": "А", "B": "В", "C": "С", "E": "Е", "H": "Н", "K": "К", "M": "М", "O": "О", "P": "Р",
+    "T": "Т", "X": "Х", "Y": "У", "b": "в", "h": "н", "m": "м", "t": "т",
+    "0": "о", "3": "з", "@": "а", "6": "б",
 })  # fmt: skip
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 _CYRILLIC_MIXED_WORD = re.compile(r"[\w@]+")
@@ -191,12 +193,11 @@ def _to_cyrillic_in_mixed_word(match: re.Match[str]) -> str:
 
 
 def cyrillic_reading(text: str) -> str | None:
-    """The case-folded text with Latin look-alikes inside Cyrillic words read as Cyrillic
-    ("Mapия Шapaпoвa тoплec" -> "мария шарапова топлес"), or None when no word mixes them.
+    """The text with Latin look-alikes inside Cyrillic words read as Cyrillic, case kept
+    ("Mapия Шapaпoвa тoплec" -> "Мария Шарапова топлес"), or None when no word mixes them.
     A Russian word spelled with Latin letters is neither Latin nor Russian to the encoders."""
-    folded = text.casefold()
-    reading = _CYRILLIC_MIXED_WORD.sub(_to_cyrillic_in_mixed_word, folded)
-    return reading if reading != folded else None
+    reading = _CYRILLIC_MIXED_WORD.sub(_to_cyrillic_in_mixed_word, text)
+    return reading if reading != text else None
 
 
 def _mostly_latin(text: str) -> bool:
