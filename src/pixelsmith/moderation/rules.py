@@ -73,7 +73,7 @@ class RuleMatch:
     mentions_minor: bool = False
     terms: list[str] = field(default_factory=list)  # what matched, for the server log
     text_in_image: bool = False
-    approving: bool = False  # a rally, a march, a hero: what shows an extremist group approvingly
+    approving: bool = False  # a rally, a march, glory: a group shown approvingly
     # (category, term) of in_text terms seen, which count once a text-in-image cue is seen
     in_text: list[tuple[str, str]] = field(default_factory=list)
     # (category, term) of extremist group names seen, which count next to either kind of cue
